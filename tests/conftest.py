@@ -1,0 +1,104 @@
+"""
+Fixtures shared by the whole suite, and the check of external services.
+
+When REDIS_URL or DATABASE_URL name a server, that server must answer: with
+USERSITE_REQUIRE_SERVICES=1 (CI) a silent one stops the run, otherwise every
+test is skipped with the reason.
+"""
+
+import asyncio
+import os
+import socket
+from urllib.parse import urlsplit
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.db import connections
+
+from usersite.asgi import application
+
+DEFAULT_PORTS = {"redis": 6379, "postgres": 5432, "postgresql": 5432}
+
+
+def _unreachable_services() -> list[str]:
+    problems = []
+    for variable in ("REDIS_URL", "DATABASE_URL"):
+        url = urlsplit(os.environ.get(variable, ""))
+        if url.scheme not in DEFAULT_PORTS:
+            continue
+        address = (url.hostname or "127.0.0.1", url.port or DEFAULT_PORTS[url.scheme])
+        try:
+            socket.create_connection(address, timeout=3).close()
+        except OSError as exc:
+            problems.append(
+                f"{variable} names {address[0]}:{address[1]}, which is not reachable ({exc})"
+            )
+    return problems
+
+
+def pytest_collection_modifyitems(config, items):
+    problems = _unreachable_services()
+    if not problems:
+        return
+    reason = "; ".join(problems)
+    if os.environ.get("USERSITE_REQUIRE_SERVICES") == "1":
+        raise pytest.UsageError(f"USERSITE_REQUIRE_SERVICES=1 but {reason}")
+    for item in items:
+        item.add_marker(pytest.mark.skip(reason=f"{reason}; start it or unset the variable"))
+
+
+async def close_worker_connections() -> None:
+    """Close the database connection of the thread that runs sync code for async tests.
+
+    Left open, it keeps PostgreSQL from dropping the test database at the end.
+    """
+    await sync_to_async(connections.close_all)()
+
+
+@pytest.fixture(autouse=True)
+def empty_channel_layer():
+    """Start every test without groups or messages left by another (Redis keeps them)."""
+    async_to_sync(get_channel_layer().flush)()
+
+
+@pytest.fixture
+async def connect():
+    """Open sockets on the real ASGI application (origin check, sessions, routing)."""
+    communicators = []
+
+    async def open_socket(path="/api/v1/users/ws", headers=()):
+        communicator = WebsocketCommunicator(application, path, headers=list(headers))
+        connected, _ = await communicator.connect()
+        assert connected, "the socket was refused"
+        communicators.append(communicator)
+        return communicator
+
+    yield open_socket
+    for communicator in communicators:
+        await communicator.disconnect()
+    await close_worker_connections()
+
+
+@pytest.fixture
+async def group_listener():
+    """Join the users group as a bare channel and return a function that awaits its next event."""
+    from users.snapshots import GROUP
+
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add(GROUP, channel)
+
+    async def next_event(timeout: float = 3):
+        return await asyncio.wait_for(layer.receive(channel), timeout)
+
+    yield next_event
+    await layer.group_discard(GROUP, channel)
+    await close_worker_connections()
+
+
+async def assert_silent(next_event, timeout: float = 0.3) -> None:
+    """Fail if another event arrives within ``timeout`` seconds."""
+    with pytest.raises(TimeoutError):
+        await next_event(timeout)

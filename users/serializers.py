@@ -1,0 +1,42 @@
+"""The wire shape of a user, shared by REST, the socket and the live list."""
+
+from contextlib import contextmanager
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import serializers
+
+from . import services
+from .models import User
+
+
+@contextmanager
+def _model_errors_as_serializer_errors():
+    # The model's own checks (such as the case-insensitive unique email) run
+    # in the service; answer them like field errors, not as a server error.
+    try:
+        yield
+    except DjangoValidationError as exc:
+        raise serializers.ValidationError(serializers.as_serializer_error(exc)) from exc
+
+
+class UserSerializer(serializers.ModelSerializer):
+    """
+    ``{"id": "<id>", "name": "...", "email": "..."}``.
+
+    The id is a string because the existing clients decode it as one; a user
+    without an email has ``""``, never null.
+    """
+
+    id = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = User
+        fields = ["id", "name", "email"]
+
+    def create(self, validated_data):
+        with _model_errors_as_serializer_errors():
+            return services.user_create(**validated_data)
+
+    def update(self, instance, validated_data):
+        with _model_errors_as_serializer_errors():
+            return services.user_update(instance, **validated_data)
