@@ -1,0 +1,93 @@
+"""
+The live list of users: building, versioning, encoding and publishing its snapshot.
+
+Every change to users bumps the list version in the writer's transaction
+(``record_change``). After the commit, the list is read and encoded once and
+sent to the ``users`` group as finished text; consumers forward that text as it
+is. A consumer sends a snapshot only when its version is newer than the last
+one it sent, so a client never goes back to an older list, whichever process or
+channel layer delivered which snapshot first.
+"""
+
+import json
+import logging
+from dataclasses import dataclass
+
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.db import transaction
+from django.db.models import F
+
+from .models import User, UserListVersion
+from .serializers import UserSerializer
+
+GROUP = "users"
+SNAPSHOT_EVENT = "users.snapshot"
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The encoded list of users as of one version of it."""
+
+    version: int
+    text: str
+
+    def as_event(self) -> dict:
+        """Return the channel-layer message; msgpack carries only primitives."""
+        return {"type": SNAPSHOT_EVENT, "version": self.version, "text": self.text}
+
+    @classmethod
+    def from_event(cls, event: dict) -> "Snapshot":
+        return cls(version=event["version"], text=event["text"])
+
+
+def encode(users) -> str:
+    """Encode users as the bare JSON array that socket clients read."""
+    return json.dumps(
+        UserSerializer(users, many=True).data, ensure_ascii=False, separators=(",", ":")
+    )
+
+
+def current_snapshot() -> Snapshot:
+    """Read the version and the list as one state, and encode it."""
+    with transaction.atomic():
+        # Writers bump the version row before they commit, so holding its lock
+        # keeps every write out from between the two reads. (PostgreSQL gives
+        # each statement its own snapshot; SQLite has no row locks but reads a
+        # whole transaction from one snapshot.)
+        version = (
+            UserListVersion.objects.select_for_update()
+            .filter(pk=1)
+            .values_list("number", flat=True)
+            .first()
+        )
+        users = list(User.objects.order_by("id"))
+    return Snapshot(version or 0, encode(users))
+
+
+acurrent_snapshot = database_sync_to_async(current_snapshot)
+
+
+def publish() -> None:
+    """Send the current snapshot to every consumer of the group."""
+    snapshot = current_snapshot()
+    async_to_sync(get_channel_layer().group_send)(GROUP, snapshot.as_event())
+    logger.debug("Published users list version %s", snapshot.version)
+
+
+def record_change(sender, **kwargs) -> None:
+    """
+    Bump the list version in the current transaction and publish after commit.
+
+    Connected to the User model's post_save, post_delete and users_changed.
+    """
+    if not UserListVersion.objects.filter(pk=1).update(number=F("number") + 1):
+        UserListVersion.objects.get_or_create(pk=1, defaults={"number": 1})
+    # One publish per transaction: a bulk delete sends post_delete for each row.
+    pending = transaction.get_connection().run_on_commit
+    if not any(callback is publish for _, callback, _ in pending):
+        # robust: a failure to publish is logged; it never fails the write.
+        transaction.on_commit(publish, robust=True)
