@@ -1,0 +1,148 @@
+import json
+
+import pytest
+from asgiref.sync import sync_to_async
+from rest_framework.test import APIClient
+
+from tests.helpers import make_account, wire
+from users import services
+from users.models import User
+
+pytestmark = pytest.mark.django_db
+
+LIST_PATHS = ["/api/v1/users", "/api/v1/users/"]
+
+
+@pytest.fixture
+def api():
+    return APIClient()
+
+
+def detail(user_or_id, slash="") -> str:
+    return f"/api/v1/users/{getattr(user_or_id, 'pk', user_or_id)}{slash}"
+
+
+@pytest.mark.parametrize("path", LIST_PATHS)
+def test_list_wraps_the_users_ordered_by_id_in_an_object(api, path):
+    bob = services.user_create(name="Bob")
+    ann = services.user_create(name="Ann", email="ann@example.org")
+    response = api.get(path)
+    assert response.status_code == 200
+    assert response.json() == {"users": [wire(bob), wire(ann)]}
+
+
+@pytest.mark.parametrize("path", LIST_PATHS)
+def test_create_answers_201_with_the_user(api, path):
+    response = api.post(path, {"name": " Ann ", "email": "ann@example.org"}, format="json")
+    assert response.status_code == 201
+    assert response.json() == wire(User.objects.get(name="Ann"))
+
+
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [
+        ({}, {"name"}),
+        ({"name": "  ", "email": "nope"}, {"name", "email"}),
+        ({"name": "x" * 151}, {"name"}),
+        ({"name": "Ann", "email": None}, {"email"}),
+    ],
+)
+def test_invalid_create_answers_400_per_field_and_writes_nothing(api, body, fields):
+    response = api.post("/api/v1/users", body, format="json")
+    assert response.status_code == 400
+    assert set(response.json()) == fields
+    assert not User.objects.exists()
+
+
+def test_an_email_differing_only_in_case_is_a_duplicate(api):
+    services.user_create(name="Ann", email="ann@example.org")
+    response = api.post("/api/v1/users", {"name": "A", "email": "ANN@example.ORG"}, format="json")
+    assert (response.status_code, response.json()) == (
+        400,
+        {"email": ["A user with this email already exists."]},
+    )
+
+
+@pytest.mark.parametrize("slash", ["", "/"])
+def test_retrieve_answers_the_bare_user(api, slash):
+    ann = services.user_create(name="Ann")
+    response = api.get(detail(ann, slash))
+    assert (response.status_code, response.json()) == (200, wire(ann))
+
+
+@pytest.mark.parametrize("user_id", ["999", "abc", "1.5"])
+def test_an_unknown_id_answers_404_json(api, user_id):
+    response = api.get(detail(user_id))
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert "detail" in response.json()
+
+
+def test_put_replaces_and_patch_changes_fields(api):
+    ann = services.user_create(name="Ann", email="ann@example.org")
+    put = api.put(detail(ann), {"name": "Anna", "email": "anna@example.org"}, format="json")
+    assert (put.status_code, put.json()) == (
+        200,
+        {**wire(ann), "name": "Anna", "email": "anna@example.org"},
+    )
+    patch = api.patch(detail(ann, "/"), {"email": ""}, format="json")
+    assert (patch.status_code, patch.json()) == (200, {**wire(ann), "name": "Anna", "email": ""})
+
+
+def test_invalid_update_answers_400_and_changes_nothing(api):
+    ann = services.user_create(name="Ann")
+    assert api.patch(detail(ann), {"email": "nope"}, format="json").status_code == 400
+    assert User.objects.get(pk=ann.pk).email == ""
+
+
+def test_delete_answers_204(api):
+    ann = services.user_create(name="Ann")
+    assert api.delete(detail(ann)).status_code == 204
+    assert not User.objects.exists()
+
+
+def test_the_list_refuses_other_methods_with_405(api):
+    assert api.delete("/api/v1/users").status_code == 405
+
+
+WRITES = [
+    ("post", "add_user", lambda ann: "/api/v1/users", {"name": "New"}),
+    ("put", "change_user", detail, {"name": "New", "email": ""}),
+    ("patch", "change_user", detail, {"name": "New"}),
+    ("delete", "delete_user", detail, None),
+]
+
+
+@pytest.mark.parametrize(("method", "perm", "path", "body"), WRITES)
+def test_without_anonymous_writes_anonymous_writes_are_refused(
+    api, settings, method, perm, path, body
+):
+    settings.USERS_ANONYMOUS_WRITES = False
+    ann = services.user_create(name="Ann")
+    response = getattr(api, method)(path(ann), body, format="json")
+    assert response.status_code in (401, 403)
+    assert list(User.objects.values_list("name", flat=True)) == ["Ann"]
+    assert api.get("/api/v1/users").status_code == 200
+
+
+@pytest.mark.parametrize(("method", "perm", "path", "body"), WRITES)
+def test_without_anonymous_writes_each_write_needs_its_permission(
+    api, settings, method, perm, path, body
+):
+    settings.USERS_ANONYMOUS_WRITES = False
+    ann = services.user_create(name="Ann")
+    others = {"add_user", "change_user", "delete_user"} - {perm}
+    api.force_login(make_account("lacking", perms=others))
+    assert getattr(api, method)(path(ann), body, format="json").status_code == 403
+    api.force_login(make_account("allowed", perms=[perm]))
+    assert getattr(api, method)(path(ann), body, format="json").status_code in (200, 201, 204)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_rest_write_is_published_to_the_group(group_listener):
+    response = await sync_to_async(APIClient().post)(
+        "/api/v1/users", {"name": "Ann"}, format="json"
+    )
+    assert response.status_code == 201
+    event = await group_listener()
+    assert json.loads(event["text"]) == [response.json()]
