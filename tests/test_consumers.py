@@ -1,0 +1,153 @@
+import json
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from tests.helpers import amake_account, receive_list, wire
+from users import services
+from users.models import User
+from users.snapshots import GROUP, Snapshot
+from usersite.asgi import application
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def test_connect_sends_the_current_list_as_a_bare_array_ordered_by_id(connect):
+    ann = await database_sync_to_async(services.user_create)(name="Ann", email="a@example.org")
+    bob = await database_sync_to_async(services.user_create)(name="Bob")
+    socket = await connect()
+    assert await receive_list(socket) == [wire(ann), wire(bob)]
+    assert await socket.receive_nothing()
+
+
+async def test_add_user_command_creates_a_user_and_every_client_gets_the_list(connect):
+    sender, other = await connect(), await connect()
+    assert await receive_list(sender) == await receive_list(other) == []
+    await sender.send_to(text_data="__addUser__")
+    received = [await receive_list(sender), await receive_list(other)]
+    user = await User.objects.aget()
+    assert user.name == "User 1"
+    assert received == [[wire(user)], [wire(user)]]
+
+
+async def test_create_action_creates_that_user_for_every_client(connect):
+    sender, other = await connect(), await connect()
+    await receive_list(sender), await receive_list(other)
+    await sender.send_json_to({"action": "create", "name": " Ann ", "email": "ann@example.org"})
+    received = [await receive_list(sender), await receive_list(other)]
+    ann = await User.objects.aget()
+    assert received == [[wire(ann)], [wire(ann)]]
+    assert (ann.name, ann.email) == ("Ann", "ann@example.org")
+
+
+BAD_FRAMES = {
+    "binary": ({"bytes": b"\x00\x01"}, "unsupported_frame"),
+    "empty text": ({"text": ""}, "invalid_json"),
+    "not json": ({"text": "hello"}, "invalid_json"),
+    "deeply nested json": ({"text": "[" * 100_000 + "]" * 100_000}, "invalid_json"),
+    "json array": ({"text": "[1, 2]"}, "unknown_action"),
+    "json string": ({"text": '"__addUser__"'}, "unknown_action"),
+    "unknown action": ({"text": '{"action": "drop"}'}, "unknown_action"),
+    "no name": ({"text": '{"action": "create"}'}, "invalid"),
+    "blank name": ({"text": '{"action": "create", "name": "  "}'}, "invalid"),
+    "long name": ({"text": json.dumps({"action": "create", "name": "x" * 151})}, "invalid"),
+    "bad email": ({"text": '{"action": "create", "name": "A", "email": "x@"}'}, "invalid"),
+    "null email": ({"text": '{"action": "create", "name": "A", "email": null}'}, "invalid"),
+    "object name": ({"text": '{"action": "create", "name": {"a": 1}}'}, "invalid"),
+}
+
+
+@pytest.mark.parametrize(("frame", "code"), BAD_FRAMES.values(), ids=BAD_FRAMES.keys())
+async def test_a_bad_frame_gets_an_error_writes_nothing_and_the_socket_stays_usable(
+    connect, frame, code
+):
+    socket = await connect()
+    await receive_list(socket)
+    await socket.send_input({"type": "websocket.receive", **frame})
+    error = await socket.receive_json_from(timeout=3)
+    assert (error["type"], error["code"]) == ("error", code)
+    assert error["message"]
+    assert not await User.objects.aexists()
+    await socket.send_to(text_data="__addUser__")
+    assert len(await receive_list(socket)) == 1
+
+
+async def test_field_errors_name_the_field_and_reach_only_the_sender(connect):
+    await database_sync_to_async(services.user_create)(name="Ann", email="ann@example.org")
+    sender, other = await connect(), await connect()
+    await receive_list(sender), await receive_list(other)
+    await sender.send_json_to({"action": "create", "name": "A2", "email": "ANN@example.org"})
+    error = await sender.receive_json_from(timeout=3)
+    assert error["errors"] == {"email": ["A user with this email already exists."]}
+    assert await other.receive_nothing()
+    assert await User.objects.acount() == 1
+
+
+async def test_a_snapshot_older_than_the_last_one_sent_is_dropped(connect):
+    socket = await connect()
+    await receive_list(socket)
+    layer = get_channel_layer()
+    await layer.group_send(GROUP, Snapshot(5, '["v5"]').as_event())
+    assert await receive_list(socket) == ["v5"]
+    await layer.group_send(GROUP, Snapshot(4, '["v4"]').as_event())
+    await layer.group_send(GROUP, Snapshot(5, '["v5 again"]').as_event())
+    await layer.group_send(GROUP, Snapshot(6, '["v6"]').as_event())
+    assert await receive_list(socket) == ["v6"]
+    assert await socket.receive_nothing()
+
+
+@pytest.mark.parametrize(
+    ("origin", "accepted"),
+    [
+        (b"http://localhost:8000", True),
+        (b"http://127.0.0.1", True),
+        (b"http://evil.example", False),
+        (b"null", False),
+    ],
+)
+async def test_a_browser_origin_must_be_an_allowed_host(origin, accepted):
+    socket = WebsocketCommunicator(application, "/api/v1/users/ws", headers=[(b"origin", origin)])
+    connected, _ = await socket.connect()
+    assert connected is accepted
+    await socket.disconnect()
+
+
+async def test_a_handshake_without_origin_is_accepted_for_native_clients(connect):
+    assert await receive_list(await connect()) == []
+
+
+async def session_cookie_for(account) -> tuple[bytes, bytes]:
+    client = Client()
+    await sync_to_async(client.force_login)(account)
+    return (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())
+
+
+@pytest.mark.parametrize(("perms", "allowed"), [((), False), (("add_user",), True)])
+async def test_without_anonymous_writes_socket_creates_need_the_add_permission(
+    connect, settings, perms, allowed
+):
+    settings.USERS_ANONYMOUS_WRITES = False
+    account = await amake_account(perms=perms)
+    socket = await connect(headers=[await session_cookie_for(account)])
+    await receive_list(socket)
+    await socket.send_to(text_data="__addUser__")
+    if allowed:
+        assert len(await receive_list(socket)) == 1
+    else:
+        assert (await socket.receive_json_from(timeout=3))["code"] == "forbidden"
+        assert not await User.objects.aexists()
+
+
+async def test_without_anonymous_writes_an_anonymous_socket_may_read_but_not_create(
+    connect, settings
+):
+    settings.USERS_ANONYMOUS_WRITES = False
+    socket = await connect()
+    assert await receive_list(socket) == []
+    await socket.send_json_to({"action": "create", "name": "Ann"})
+    assert (await socket.receive_json_from(timeout=3))["code"] == "forbidden"
+    assert not await User.objects.aexists()

@@ -1,0 +1,29 @@
+"""
+ASGI entry point: HTTP goes to Django, WebSockets to the users app's routes.
+
+The WebSocket stack checks the handshake's Origin against ALLOWED_HOSTS and
+puts the session's user in the scope.
+"""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "usersite.settings")
+# Load Django's apps before anything imports models.
+django_asgi_app = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+
+from users.origins import AllowedHostsOrNoOriginValidator  # noqa: E402
+from users.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": AllowedHostsOrNoOriginValidator(
+            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+        ),
+    }
+)
