@@ -1,0 +1,65 @@
+import pytest
+from asgiref.sync import sync_to_async
+
+from tests.helpers import receive_list, wire
+from users import services
+from users.models import User
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CHANGELIST = "/admin/users/user/"
+
+
+async def test_a_user_added_in_the_admin_reaches_every_socket(admin_client, connect):
+    sockets = [await connect(), await connect()]
+    for socket in sockets:
+        await receive_list(socket)
+    response = await sync_to_async(admin_client.post)(
+        f"{CHANGELIST}add/", {"name": "Ann", "email": "ann@example.org"}
+    )
+    assert response.status_code == 302, response.content
+    ann = await User.objects.aget()
+    for socket in sockets:
+        assert await receive_list(socket) == [wire(ann)]
+
+
+async def test_an_admin_edit_reaches_the_sockets(admin_client, connect):
+    ann = await sync_to_async(services.user_create)(name="Ann")
+    socket = await connect()
+    await receive_list(socket)
+    response = await sync_to_async(admin_client.post)(
+        f"{CHANGELIST}{ann.pk}/change/", {"name": "Anna", "email": ""}
+    )
+    assert response.status_code == 302
+    assert await receive_list(socket) == [{**wire(ann), "name": "Anna"}]
+
+
+async def test_a_bulk_delete_in_the_admin_sends_one_list(admin_client, connect):
+    users = [await sync_to_async(services.user_create)(name=f"U{i}") for i in range(3)]
+    socket = await connect()
+    assert len(await receive_list(socket)) == 3
+    response = await sync_to_async(admin_client.post)(
+        CHANGELIST,
+        {"action": "delete_selected", "_selected_action": [u.pk for u in users[:2]], "post": "yes"},
+    )
+    assert response.status_code == 302
+    assert await receive_list(socket) == [wire(users[2])]
+    assert await socket.receive_nothing()
+
+
+def test_the_add_form_refuses_a_duplicate_email_ignoring_case(admin_client):
+    services.user_create(name="Ann", email="ann@example.org")
+    response = admin_client.post(f"{CHANGELIST}add/", {"name": "A2", "email": "ANN@example.org"})
+    assert response.status_code == 200
+    assert "A user with this email already exists." in response.content.decode()
+    assert User.objects.count() == 1
+
+
+def test_the_changelist_shows_name_email_created_and_searches(admin_client):
+    services.user_create(name="Ann", email="ann@example.org")
+    services.user_create(name="Bob", email="bob@example.org")
+    page = admin_client.get(CHANGELIST, {"q": "ann@"}).content.decode()
+    assert "ann@example.org" in page
+    assert "bob@example.org" not in page
+    assert "column-created_at" in page
+    assert admin_client.get(CHANGELIST, {"o": "-1"}).status_code == 200
