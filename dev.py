@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""
+Set up and run usersite with nothing but Python installed.
+
+    python3 dev.py run    # serve on http://127.0.0.1:8000 (SQLite, in-memory channel layer)
+    python3 dev.py test   # lint; the tests on the embedded defaults, then on Redis + PostgreSQL
+
+Both create ``.venv`` and install the pinned requirements whenever they change.
+Arguments after ``run`` go to runserver (an address:port); after ``test``, to pytest.
+"""
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+PYTHON = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+REQUIREMENT_FILES = sorted(ROOT.glob("requirements*.txt"))
+
+# Where the Redis + PostgreSQL run of the suite looks, unless TEST_REDIS_URL or
+# TEST_DATABASE_URL say otherwise.
+DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_TEST_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/test"
+
+
+def run(*command, env=None) -> None:
+    """Run a command in the project folder; stop with its status if it fails."""
+    status = subprocess.call([str(part) for part in command], cwd=ROOT, env=env)
+    if status:
+        sys.exit(status)
+
+
+def ensure_venv(requirements: str) -> None:
+    """Create .venv and install ``requirements`` unless they are installed as they are now."""
+    if not PYTHON.exists():
+        print(f"Creating {VENV} ...", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    digest = hashlib.sha256(b"".join(path.read_bytes() for path in REQUIREMENT_FILES)).hexdigest()
+    stamp = VENV / f".installed-{requirements}"
+    if stamp.exists() and stamp.read_text() == digest:
+        return
+    run(PYTHON, "-m", "pip", "install", "--quiet", "-r", requirements)
+    stamp.write_text(digest)
+
+
+def environment(**overrides: str | None) -> dict:
+    """Return this process's environment with variables set, or removed where None."""
+    env = {**os.environ, **{k: v for k, v in overrides.items() if v is not None}}
+    for name in [k for k, v in overrides.items() if v is None]:
+        env.pop(name, None)
+    return env
+
+
+def serve(args: list[str]) -> None:
+    ensure_venv("requirements.txt")
+    run(PYTHON, "manage.py", "migrate", "--noinput")
+    run(PYTHON, "manage.py", "runserver", *(args or ["127.0.0.1:8000"]))
+
+
+def test(args: list[str]) -> None:
+    ensure_venv("requirements-test.txt")
+    run(PYTHON, "-m", "ruff", "check", ".")
+    run(PYTHON, "-m", "ruff", "format", "--check", ".")
+    print("\n== Tests on the embedded defaults: SQLite, in-memory channel layer", flush=True)
+    run(PYTHON, "-m", "pytest", *args, env=environment(DATABASE_URL=None, REDIS_URL=None))
+    print("\n== The same tests on Redis (channels-redis) and PostgreSQL", flush=True)
+    services = environment(
+        REDIS_URL=os.environ.get("TEST_REDIS_URL", DEFAULT_TEST_REDIS_URL),
+        DATABASE_URL=os.environ.get("TEST_DATABASE_URL", DEFAULT_TEST_DATABASE_URL),
+    )
+    run(PYTHON, "-m", "pytest", *args, env=services)
+
+
+COMMANDS = {"run": serve, "test": test}
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        sys.exit(__doc__)
+    COMMANDS[sys.argv[1]](sys.argv[2:])
