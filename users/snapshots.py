@@ -9,6 +9,7 @@ one it sent, so a client never goes back to an older list, whichever process or
 channel layer delivered which snapshot first.
 """
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass
@@ -68,7 +69,37 @@ def current_snapshot() -> Snapshot:
     return Snapshot(version or 0, encode(users))
 
 
-acurrent_snapshot = database_sync_to_async(current_snapshot)
+class _SharedReads:
+    """
+    Share one database read among the callers that ask while none has started.
+
+    A burst of connecting sockets then costs a few reads, not one each. A caller
+    never gets a read that began before it asked, so it cannot miss a change
+    committed in between.
+    """
+
+    def __init__(self):
+        self.next_read: asyncio.Future | None = None
+        self.running: set[asyncio.Task] = set()  # asyncio keeps only weak references to tasks
+
+    async def __call__(self) -> Snapshot:
+        loop = asyncio.get_running_loop()
+        if self.next_read is None or self.next_read.get_loop() is not loop:
+            self.next_read = loop.create_future()
+            task = loop.create_task(self.read(self.next_read))
+            self.running.add(task)
+            task.add_done_callback(self.running.discard)
+        return await asyncio.shield(self.next_read)
+
+    async def read(self, result: asyncio.Future) -> None:
+        self.next_read = None  # whoever asks from now on waits for the read after this one
+        try:
+            result.set_result(await database_sync_to_async(current_snapshot)())
+        except Exception as exc:
+            result.set_exception(exc)
+
+
+acurrent_snapshot = _SharedReads()
 
 
 def publish() -> None:

@@ -97,16 +97,33 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Channel layer -----------------------------------------------------------
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
-if REDIS_URL:
+# How long a group membership lasts unless renewed; the users app renews its
+# sockets' memberships well before (users.membership).
+CHANNEL_GROUP_EXPIRY = int(os.environ.get("CHANNEL_GROUP_EXPIRY", 86400))
+if not REDIS_URL:
+    # One process only: fine for runserver, not for several server processes.
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"group_expiry": CHANNEL_GROUP_EXPIRY},
+        }
+    }
+elif os.environ.get("CHANNEL_LAYER", "core") == "pubsub":
+    # Kept for comparison (bench/fanout.py); docs/performance.md says why core is the default.
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {"hosts": [REDIS_URL]},
         }
     }
 else:
-    # One process only: fine for runserver, not for several server processes.
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {
+        "default": {
+            # channels-redis' core layer, whose receive() waits out a Redis outage.
+            "BACKEND": "users.layers.OutageTolerantRedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "group_expiry": CHANNEL_GROUP_EXPIRY},
+        }
+    }
 
 # --- REST API ----------------------------------------------------------------
 
@@ -120,6 +137,10 @@ REST_FRAMEWORK = {
 # Anyone may create, edit and delete users through REST and the socket, as in
 # the Dart example; off, writers need a login with the model's permissions.
 USERS_ANONYMOUS_WRITES = env_bool("USERS_ANONYMOUS_WRITES", DEBUG)
+
+# A socket whose client has not taken a list for this many seconds is closed;
+# until then it is only ever sent the newest list (users.consumers).
+USERS_SLOW_CLIENT_TIMEOUT = float(os.environ.get("USERS_SLOW_CLIENT_TIMEOUT", 10))
 
 # --- Auth, i18n, static files --------------------------------------------------
 
