@@ -1,73 +1,38 @@
 """
-A real server process for end-to-end tests.
+Real server processes for end-to-end tests.
 
-Each server runs in a subprocess on a free loopback port with a database of
-its own (an SQLite file, or a fresh PostgreSQL database when DATABASE_URL
-names PostgreSQL) and the channel layer REDIS_URL selects, like a deployment.
+Servers run in subprocesses on free loopback ports with a database of their
+own (an SQLite file, or a fresh PostgreSQL database when DATABASE_URL names
+PostgreSQL) and the channel layer that REDIS_URL selects, as deployed.
 """
 
 import os
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 import psycopg
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from servers import ROOT, ServerProcess, free_port
+
 ADMIN_USERNAME = "admin"
 ADMIN_PASSWORD = "e2e-admin-password"
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Server:
-    """A server process and its addresses."""
-
-    def __init__(self, process: subprocess.Popen, port: int, log: Path):
-        self.process, self.port, self.log = process, port, log
-        self.url = f"http://127.0.0.1:{port}"
-        self.ws_url = f"ws://127.0.0.1:{port}/api/v1/users/ws"
-
-    def wait_until_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(
-                    f"the server exited with {self.process.returncode}:\n{self.log.read_text()}"
-                )
-            try:
-                if httpx.get(f"{self.url}/api/v1/users", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        pytest.fail(f"the server did not answer within {timeout} s:\n{self.log.read_text()}")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+needs_redis = pytest.mark.skipif(
+    not os.environ.get("REDIS_URL"),
+    reason="needs REDIS_URL: the in-memory channel layer cannot reach another process",
+)
 
 
 @pytest.fixture(scope="session")
 def server_env(tmp_path_factory):
-    """The environment of a server: its own migrated database with an admin account."""
-    test_url = os.environ.get("DATABASE_URL", "")
-    with _own_database(test_url, tmp_path_factory.mktemp("e2e")) as database_url:
-        env = {**os.environ, "DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1"}
+    """The environment of the servers: their own migrated database with an admin account."""
+    with _own_database(os.environ.get("DATABASE_URL", ""), tmp_path_factory.mktemp("db")) as url:
+        env = {**os.environ, "DATABASE_URL": url, "PYTHONUNBUFFERED": "1"}
         manage = [sys.executable, "manage.py"]
         subprocess.run([*manage, "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
         subprocess.run(
@@ -94,41 +59,46 @@ def _own_database(test_url: str, folder: Path):
             admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(scope="session")
-def start_server(server_env, tmp_path_factory):
-    """Start servers with a command template; all are stopped at the end of the session."""
-    servers = []
+class Launcher:
+    """Start servers on the shared database; stop them all at the end."""
 
-    def start(command: list[str]) -> Server:
+    def __init__(self, env: dict, logs: Path):
+        self.env, self.logs, self.started = env, logs, []
+
+    def __call__(self, kind: str = "uvicorn", **env) -> ServerProcess:
         port = free_port()
-        log = tmp_path_factory.mktemp("server") / "server.log"
-        args = [part.format(port=port, python=sys.executable) for part in command]
-        with log.open("w") as output:
-            process = subprocess.Popen(
-                args, cwd=ROOT, env=server_env, stdout=output, stderr=subprocess.STDOUT
-            )
-        server = Server(process, port, log)
-        servers.append(server)
-        server.wait_until_ready()
-        return server
+        server = ServerProcess(
+            sys.executable, kind, port, {**self.env, **env}, self.logs / f"{kind}-{port}.log"
+        )
+        self.started.append(server)
+        return server.start()
 
-    yield start
-    for server in servers:
-        server.stop()
-
-
-# Commands of the two servers; start_server fills in {python} and a free {port}.
-ASGI_APP = "usersite.asgi:application"
-DAPHNE = ["{python}", "-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", ASGI_APP]
-RUNSERVER = ["{python}", "manage.py", "runserver", "--noreload", "127.0.0.1:{port}"]
+    def stop_all(self) -> None:
+        for server in self.started:
+            server.stop()
 
 
 @pytest.fixture(scope="session")
-def server(start_server) -> Server:
-    """One daphne process, as deployed."""
-    return start_server(DAPHNE)
+def session_launcher(server_env, tmp_path_factory):
+    launcher = Launcher(server_env, tmp_path_factory.mktemp("logs"))
+    yield launcher
+    launcher.stop_all()
+
+
+@pytest.fixture
+def start_server(server_env, tmp_path):
+    """Start servers that live for one test (``start_server(kind, **environment)``)."""
+    launcher = Launcher(server_env, tmp_path)
+    yield launcher
+    launcher.stop_all()
+
+
+@pytest.fixture(scope="session", params=["uvicorn", "daphne"])
+def server(request, session_launcher) -> ServerProcess:
+    """One server process, as deployed: uvicorn, and daphne as runserver uses it."""
+    return session_launcher(request.param)
 
 
 @pytest.fixture(autouse=True)
 def empty_channel_layer():
-    """Leave the channel layer alone: the server under test owns it (overrides the suite's)."""
+    """Leave the channel layer alone: the servers under test own it (overrides the suite's)."""

@@ -11,7 +11,7 @@ import pytest
 import websockets
 from websockets.asyncio.client import connect
 
-from tests.e2e.conftest import ADMIN_PASSWORD, ADMIN_USERNAME, RUNSERVER
+from tests.e2e.conftest import ADMIN_PASSWORD, ADMIN_USERNAME
 
 
 async def next_list(ws, timeout: float = 5) -> list:
@@ -134,7 +134,7 @@ async def test_a_foreign_origin_is_refused_and_a_missing_one_accepted(server):
 
 
 async def test_runserver_serves_the_api_and_the_socket(start_server):
-    development = start_server(RUNSERVER)
+    development = start_server("runserver")
     name = unique_name("Runserver")
     async with connect(development.ws_url) as ws:
         await next_list(ws)

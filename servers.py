@@ -1,0 +1,80 @@
+"""
+Start and stop usersite server processes.
+
+Used by ``dev.py cluster``, the end-to-end tests and the benchmarks. Standard
+library only, so that dev.py can import it before the virtualenv exists.
+"""
+
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+ASGI_APP = "usersite.asgi:application"
+
+# The production server is uvicorn: its websockets-sansio protocol makes a send
+# wait while the client's TCP buffer is full, which lets a consumer drop stale
+# lists for a slow client and close it (daphne buffers without bound,
+# django/daphne#170). Incoming frames are capped at 1 MiB, like daphne's default.
+COMMANDS = {
+    "uvicorn": [
+        "-m", "uvicorn", "{app}", "--host", "127.0.0.1", "--port", "{port}",
+        "--ws", "websockets-sansio", "--ws-max-size", "1048576",
+        "--lifespan", "off", "--no-access-log",
+    ],
+    # -1: no socket lifetime limit (daphne's default closes sockets after a day).
+    "daphne": [
+        "-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", "--websocket_timeout", "-1", "{app}",
+    ],
+    "runserver": ["manage.py", "runserver", "--noreload", "127.0.0.1:{port}"],
+}  # fmt: skip
+
+
+def free_port() -> int:
+    """Return a loopback TCP port that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class ServerProcess:
+    """One server process on a loopback port, its output in a log file."""
+
+    def __init__(self, python: str, kind: str, port: int, env: dict, log: Path, app=ASGI_APP):
+        self.command = [python, *(part.format(port=port, app=app) for part in COMMANDS[kind])]
+        self.port, self.env, self.log = port, env, log
+        self.url = f"http://127.0.0.1:{port}"
+        self.ws_url = f"ws://127.0.0.1:{port}/api/v1/users/ws"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, ready_timeout: float = 30) -> "ServerProcess":
+        """Start the process and wait until it answers HTTP; raise RuntimeError if it does not."""
+        with self.log.open("ab") as output:
+            self.process = subprocess.Popen(
+                self.command, cwd=ROOT, env=self.env, stdout=output, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + ready_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.command} exited:\n{self.log.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/api/v1/users", timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(
+            f"{self.command} did not answer in {ready_timeout} s:\n{self.log.read_text()}"
+        )
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
