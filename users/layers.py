@@ -33,6 +33,10 @@ class OutageTolerantRedisChannelLayer(RedisChannelLayer):
             try:
                 return await super().receive(channel)
             except LAYER_ERRORS as exc:
+                # redis-py can report the cancellation of a blocking read as a
+                # TimeoutError; a consumer that is closing must stop, quietly.
+                if asyncio.current_task().cancelling():
+                    raise asyncio.CancelledError from exc
                 # users.membership reports the outage once per process, not per socket.
                 logger.debug("Channel layer receive failed, retrying in %.1f s: %s", delay, exc)
                 await asyncio.sleep(delay * random.uniform(0.5, 1.5))
