@@ -2,31 +2,19 @@
 
 import asyncio
 import json
-import re
-import uuid
-from contextlib import asynccontextmanager
 
-import httpx
 import pytest
 import websockets
 from websockets.asyncio.client import connect
 
-from tests.e2e.conftest import ADMIN_PASSWORD, ADMIN_USERNAME
-
-
-async def next_list(ws, timeout: float = 5) -> list:
-    frame = json.loads(await asyncio.wait_for(ws.recv(), timeout))
-    assert isinstance(frame, list), frame
-    return frame
-
-
-def unique_name(prefix: str) -> str:
-    return f"{prefix} {uuid.uuid4().hex[:8]}"
-
-
-async def database_list(server) -> list:
-    async with httpx.AsyncClient() as http:
-        return (await http.get(f"{server.url}/api/v1/users")).json()["users"]
+from tests.e2e.clients import (
+    admin_create,
+    admin_session,
+    database_list,
+    next_list,
+    rest_create,
+    unique_name,
+)
 
 
 async def two_clients_see(server, make_change) -> None:
@@ -65,44 +53,17 @@ async def test_a_create_over_rest_reaches_both_clients(server):
     name = unique_name("Rest")
 
     async def create(ws):
-        async with httpx.AsyncClient() as http:
-            response = await http.post(f"{server.url}/api/v1/users", json={"name": name})
-        assert response.status_code == 201
+        await rest_create(server, name)
         return name
 
     await two_clients_see(server, create)
-
-
-@asynccontextmanager
-async def admin_session(server):
-    """Yield an HTTP client logged in to the admin through its login form."""
-    async with httpx.AsyncClient(base_url=server.url) as http:
-        login = await http.get("/admin/login/")
-        response = await http.post(
-            "/admin/login/?next=/admin/",
-            data={"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD, **csrf(login)},
-        )
-        assert response.status_code == 302, response.text
-        yield http
-
-
-CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
-
-
-def csrf(page: httpx.Response) -> dict:
-    return {"csrfmiddlewaretoken": CSRF_FIELD.search(page.text)[1]}
 
 
 async def test_a_create_in_the_admin_reaches_both_clients(server):
     name = unique_name("Admin")
 
     async def create(ws):
-        form = await http.get("/admin/users/user/add/")
-        response = await http.post(
-            "/admin/users/user/add/",
-            data={"name": name, "email": "", "_save": "Save", **csrf(form)},
-        )
-        assert response.status_code == 302, response.text
+        await admin_create(http, name)
         return name
 
     async with admin_session(server) as http:

@@ -1,0 +1,91 @@
+"""Clients of a real server: WebSocket (the websockets library) and HTTP (httpx)."""
+
+import asyncio
+import json
+import re
+import uuid
+from contextlib import asynccontextmanager
+
+import httpx
+
+from tests.e2e.conftest import ADMIN_PASSWORD, ADMIN_USERNAME
+
+CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix} {uuid.uuid4().hex[:8]}"
+
+
+async def next_list(ws, timeout: float = 5) -> list:
+    """Receive one frame and check that it is a list frame (a bare JSON array)."""
+    frame = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+    assert isinstance(frame, list), frame
+    return frame
+
+
+async def database_list(server) -> list:
+    """The list as the database has it now, read through REST."""
+    async with httpx.AsyncClient() as http:
+        return (await http.get(f"{server.url}/api/v1/users")).json()["users"]
+
+
+async def rest_create(server, name: str, http: httpx.AsyncClient | None = None) -> dict:
+    """Create a user through REST, on ``http`` or a client of its own."""
+    if http is None:
+        async with httpx.AsyncClient() as own:
+            return await rest_create(server, name, own)
+    response = await http.post(f"{server.url}/api/v1/users", json={"name": name})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def csrf(page: httpx.Response) -> dict:
+    return {"csrfmiddlewaretoken": CSRF_FIELD.search(page.text)[1]}
+
+
+@asynccontextmanager
+async def admin_session(server):
+    """Yield an HTTP client logged in to the admin through its login form."""
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        login = await http.get("/admin/login/")
+        response = await http.post(
+            "/admin/login/?next=/admin/",
+            data={"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD, **csrf(login)},
+        )
+        assert response.status_code == 302, response.text
+        yield http
+
+
+async def admin_create(http: httpx.AsyncClient, name: str) -> None:
+    form = await http.get("/admin/users/user/add/")
+    response = await http.post(
+        "/admin/users/user/add/", data={"name": name, "email": "", "_save": "Save", **csrf(form)}
+    )
+    assert response.status_code == 302, response.text
+
+
+class ListWatcher:
+    """Record every list frame a socket receives, in the background."""
+
+    def __init__(self, ws):
+        self.ws, self.lists = ws, []
+        self.changed = asyncio.Event()
+        self.task = asyncio.create_task(self.watch())
+
+    async def watch(self) -> None:
+        async for frame in self.ws:
+            self.lists.append(json.loads(frame))
+            self.changed.set()
+
+    async def wait_for(self, expected: list, timeout: float = 10) -> None:
+        """Wait until the newest list is ``expected``; fail with the last one seen otherwise."""
+        async with asyncio.timeout(timeout):
+            while not self.lists or self.lists[-1] != expected:
+                self.changed.clear()
+                await self.changed.wait()
+
+    def assert_never_went_back(self) -> None:
+        """With creates only, every list must hold all users of the one before it."""
+        for older, newer in zip(self.lists, self.lists[1:], strict=False):
+            assert {u["id"] for u in older} <= {u["id"] for u in newer}, "a list went back"
