@@ -8,24 +8,20 @@ again. It may send ``__addUser__`` or ``{"action": "create", "name": ...,
 
 import asyncio
 import logging
-from contextlib import suppress
 
 from channels.db import database_sync_to_async
-from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from rest_framework.exceptions import ValidationError
 
-from . import membership, services, snapshots
+from . import services, snapshots
 from .permissions import may_write
+from .relay import relay
 from .serializers import UserSerializer
 
 ADD_USER_COMMAND = "__addUser__"
 CREATE_ACTION = "create"
-SLOW_CLIENT_EVENT = "users.slow_client"
-# WebSocket close code 1008 (policy violation): the client stopped taking lists.
-SLOW_CLIENT_CLOSE_CODE = 1008
 
 logger = logging.getLogger(__name__)
 
@@ -44,35 +40,41 @@ class UserListConsumer(AsyncJsonWebsocketConsumer):
     """
     Keep one client on the newest list.
 
-    Snapshots go through a one-place mailbox: a newer one replaces one the
-    client has not taken yet, so a slow client costs at most one pending list,
-    and one that takes none for USERS_SLOW_CLIENT_TIMEOUT seconds is closed.
+    The process's SnapshotRelay, not each socket, listens to the users group
+    (users.relay), so a socket has no channel-layer channel of its own.
+    Snapshots reach the client through a one-place mailbox: a newer one
+    replaces one not yet sent, so a slow client costs at most one pending list,
+    and one that takes none for USERS_SLOW_CLIENT_TIMEOUT seconds is dropped.
     Where the server gives no backpressure (daphne), ``send`` never waits and
     every list is sent.
     """
 
+    channel_layer_alias = None
+    gave_up_on_slow_client = False
+
+    async def __call__(self, scope, receive, send):
+        """Serve the socket; end quietly when ``send_newest`` gave up on a slow client."""
+        try:
+            await super().__call__(scope, receive, send)
+        except asyncio.CancelledError:
+            if not self.gave_up_on_slow_client:
+                raise
+        finally:
+            relay().discard(self)
+
     async def connect(self):
-        """Join the group, accept the socket and send the current list."""
+        """Register with the relay, accept the socket and send the current list."""
         self.newest: snapshots.Snapshot | None = None
         self.newest_arrived = asyncio.Event()
-        self.sender = asyncio.create_task(self.send_newest())
-        # Join before reading the list, so that no change falls in between.
-        await membership.keeper().join(self)
+        self.sender = asyncio.create_task(self.send_newest(asyncio.current_task()))
+        # Registered before reading the list, so that no change falls in between.
+        await relay().add(self)
         await self.accept()
         self.offer(await snapshots.acurrent_snapshot())
 
     async def disconnect(self, code):
-        """Leave the group and stop sending."""
+        """Stop sending."""
         self.sender.cancel()
-        await membership.keeper().leave(self)
-
-    async def dispatch(self, message):
-        # Snapshots touch no database: skip the base class's connection
-        # cleanup, a thread hop per message and socket.
-        if message["type"] == snapshots.SNAPSHOT_EVENT:
-            await self.users_snapshot(message)
-        else:
-            await super().dispatch(message)
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         """Decode a frame; answer what is not a command with an error frame."""
@@ -99,27 +101,13 @@ class UserListConsumer(AsyncJsonWebsocketConsumer):
                 '"email": ...}.',
             )
 
-    async def users_snapshot(self, event):
-        """Offer a published list to the client."""
-        self.offer(snapshots.Snapshot.from_event(event))
-
-    async def users_slow_client(self, event):
-        """Close a socket whose client stopped taking lists."""
-        logger.info("Closing a socket that took no list for %s s", event["timeout"])
-        await self.disconnect(SLOW_CLIENT_CLOSE_CODE)
-        # The close frame waits behind the unread data, so give up on it soon.
-        with suppress(TimeoutError):
-            async with asyncio.timeout(1):
-                await self.close(SLOW_CLIENT_CLOSE_CODE)
-        raise StopConsumer
-
     def offer(self, snapshot: snapshots.Snapshot) -> None:
         """Make ``snapshot`` the next list to send, unless a newer one is already there."""
         if self.newest is None or snapshot.version > self.newest.version:
             self.newest = snapshot
             self.newest_arrived.set()
 
-    async def send_newest(self) -> None:
+    async def send_newest(self, consumer_task: asyncio.Task) -> None:
         sent_version = -1
         timeout = settings.USERS_SLOW_CLIENT_TIMEOUT
         while True:
@@ -132,9 +120,11 @@ class UserListConsumer(AsyncJsonWebsocketConsumer):
                 async with asyncio.timeout(timeout):
                     await self.send(text_data=snapshot.text)
             except TimeoutError:
-                await self.channel_layer.send(
-                    self.channel_name, {"type": SLOW_CLIENT_EVENT, "timeout": timeout}
-                )
+                # Not even a close frame gets past the unread data: end the
+                # consumer; the server then closes the connection.
+                logger.info("Dropping a socket that took no list for %s s", timeout)
+                self.gave_up_on_slow_client = True
+                consumer_task.cancel()
                 return
             sent_version = snapshot.version
 
