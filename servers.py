@@ -18,11 +18,13 @@ ASGI_APP = "usersite.asgi:application"
 # wait while the client's TCP buffer is full, which lets a consumer drop stale
 # lists for a slow client and close it (daphne buffers without bound,
 # django/daphne#170). Incoming frames are capped at 1 MiB, like daphne's default.
+# No per-message deflate: it compresses the same list again for every socket,
+# which cost more CPU than anything else in a fan-out (docs/performance.md).
 COMMANDS = {
     "uvicorn": [
         "-m", "uvicorn", "{app}", "--host", "127.0.0.1", "--port", "{port}",
         "--ws", "websockets-sansio", "--ws-max-size", "1048576",
-        "--lifespan", "off", "--no-access-log",
+        "--ws-per-message-deflate", "false", "--lifespan", "off", "--no-access-log",
     ],
     # -1: no socket lifetime limit (daphne's default closes sockets after a day).
     "daphne": [

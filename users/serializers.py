@@ -33,6 +33,12 @@ class UserSerializer(serializers.ModelSerializer):
         model = User
         fields = ["id", "name", "email"]
 
+    def to_representation(self, instance):
+        # Spelled out rather than walked field by field: the live list encodes
+        # every user on every change, and DRF's generic walk was most of that
+        # cost. ``instance`` may be a User or a row of ``Meta.fields`` (snapshots).
+        return {"id": str(instance.id), "name": instance.name, "email": instance.email}
+
     def create(self, validated_data):
         with _model_errors_as_serializer_errors():
             return services.user_create(**validated_data)

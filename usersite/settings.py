@@ -85,11 +85,17 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # WAL lets readers run beside the writer; IMMEDIATE takes the write lock at
-    # BEGIN, so concurrent writers queue instead of failing with "database is locked".
+    # WAL lets readers run beside the writer (synchronous=NORMAL is its usual
+    # pairing: no fsync per commit); IMMEDIATE takes the write lock at BEGIN, so
+    # concurrent writers queue instead of failing with "database is locked".
     DATABASES["default"]["OPTIONS"] = {
-        "init_command": "PRAGMA journal_mode=WAL;",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         "transaction_mode": "IMMEDIATE",
+    }
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A connection pool, since every ASGI request opens its own connection.
+    DATABASES["default"]["OPTIONS"] = {
+        "pool": {"min_size": 2, "max_size": int(os.environ.get("DATABASE_POOL_SIZE", 20))}
     }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
