@@ -1,13 +1,19 @@
 """Clients of a real server: WebSocket (the websockets library) and HTTP (httpx)."""
 
 import asyncio
+import base64
 import json
+import os
 import re
+import socket
+import subprocess
+import sys
 import uuid
 from contextlib import asynccontextmanager
 
 import httpx
 
+from servers import ROOT
 from tests.e2e.conftest import ADMIN_PASSWORD, ADMIN_USERNAME
 
 CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
@@ -89,3 +95,45 @@ class ListWatcher:
         """With creates only, every list must hold all users of the one before it."""
         for older, newer in zip(self.lists, self.lists[1:], strict=False):
             assert {u["id"] for u in older} <= {u["id"] for u in newer}, "a list went back"
+
+
+def open_never_reading_socket(server) -> socket.socket:
+    """
+    Complete a WebSocket handshake on a raw socket with a tiny receive buffer.
+
+    The caller then never reads, so the server's writes back up at once.
+    """
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.connect(("127.0.0.1", server.port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    raw.sendall(
+        f"GET /api/v1/users/ws HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+        f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    response = b""
+    while not response.endswith(b"\r\n\r\n"):
+        response += raw.recv(1)  # byte by byte: leave the first frame unread
+    assert response.startswith(b"HTTP/1.1 101"), response
+    return raw
+
+
+def read_until_closed(raw: socket.socket, timeout: float = 10) -> int:
+    """Read what the server sent until it closes the connection; return the byte count."""
+    raw.settimeout(timeout)
+    total = 0
+    while chunk := raw.recv(1 << 16):
+        total += len(chunk)
+    return total
+
+
+def prefill(server_env: dict, count: int, name_length: int) -> None:
+    """Insert ``count`` users with long names straight into the servers' database."""
+    code = (
+        "from users.models import User; "
+        f"User.objects.bulk_create(User(name='x' * {name_length}) for _ in range({count}))"
+    )
+    subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=server_env, check=True
+    )

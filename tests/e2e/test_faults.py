@@ -1,0 +1,141 @@
+"""Faults a long-running deployment meets: Redis restarts, group expiry, slow clients."""
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import time
+
+import psutil
+import pytest
+from websockets.asyncio.client import connect
+from websockets.protocol import State
+
+from servers import free_port
+from tests.e2e.clients import (
+    ListWatcher,
+    admin_create,
+    admin_session,
+    database_list,
+    next_list,
+    open_never_reading_socket,
+    prefill,
+    read_until_closed,
+    rest_create,
+    unique_name,
+)
+
+
+class RedisServer:
+    """A Redis of the test's own, without persistence, so a restart loses every key."""
+
+    def __init__(self, folder):
+        self.port, self.folder, self.process = free_port(), folder, None
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+             "--appendonly", "no", "--dir", str(self.folder)],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as probe:
+                    probe.sendall(b"PING\r\n")
+                    if probe.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    if shutil.which("redis-server") is None:
+        pytest.skip("needs redis-server (Debian's redis-server) to restart a Redis of its own")
+    redis = RedisServer(tmp_path)
+    redis.start()
+    yield redis
+    if redis.process.poll() is None:
+        redis.stop()
+
+
+def names(users: list) -> list:
+    return [user["name"] for user in users]
+
+
+async def test_after_a_redis_restart_sockets_get_the_current_list_without_reconnecting(
+    start_server, own_redis
+):
+    server = start_server("uvicorn", REDIS_URL=own_redis.url)
+    sockets = [await connect(server.ws_url) for _ in range(2)]
+    watchers = [ListWatcher(ws) for ws in sockets]
+    for watcher in watchers:
+        await watcher.wait_for(await database_list(server))
+
+    own_redis.stop()
+    # Writes keep succeeding while the broadcast cannot go out.
+    during_rest = unique_name("rest during outage")
+    await rest_create(server, during_rest)
+    during_admin = unique_name("admin during outage")
+    async with admin_session(server) as http:
+        await admin_create(http, during_admin)
+    await asyncio.sleep(1)
+    own_redis.start()  # empty: the group memberships are gone
+
+    restarted = time.monotonic()
+    current = await database_list(server)
+    assert {during_rest, during_admin} <= set(names(current))
+    for watcher in watchers:
+        await watcher.wait_for(current, timeout=15)
+    print(f"every socket held the current list {time.monotonic() - restarted:.2f} s after restart")
+    assert all(ws.state is State.OPEN for ws in sockets), "a socket was closed"
+
+    after = unique_name("after restart")
+    await rest_create(server, after)
+    current = await database_list(server)
+    for watcher in watchers:
+        await watcher.wait_for(current)
+        watcher.assert_never_went_back()
+    for ws in sockets:
+        await ws.close()
+
+
+async def test_a_socket_open_longer_than_the_group_expiry_keeps_getting_changes(start_server):
+    server = start_server("uvicorn", CHANNEL_GROUP_EXPIRY="2")
+    async with connect(server.ws_url) as ws:
+        await next_list(ws)
+        await asyncio.sleep(5)
+        name = unique_name("after expiry")
+        await rest_create(server, name)
+        assert name in names(await next_list(ws))
+
+
+async def test_a_client_that_never_reads_is_closed_and_never_delays_the_others(
+    start_server, server_env
+):
+    prefill(server_env, count=1000, name_length=150)  # lists of about 190 kB
+    server = start_server("uvicorn", USERS_SLOW_CLIENT_TIMEOUT="2")
+    memory = psutil.Process(server.process.pid)
+    never_reads = open_never_reading_socket(server)
+    async with connect(server.ws_url, max_size=None) as reader:
+        watcher = ListWatcher(reader)
+        await watcher.wait_for(await database_list(server))
+        rss_before = memory.memory_info().rss
+        for _ in range(100):
+            await rest_create(server, unique_name("burst"))
+        current = await database_list(server)
+        await watcher.wait_for(current)
+        rss_after = memory.memory_info().rss
+    unread = 100 * len(str(current))
+    sent_to_slow_client = await asyncio.to_thread(read_until_closed, never_reads)
+    print(f"RSS grew {(rss_after - rss_before) / 1e6:.1f} MB; {unread / 1e6:.1f} MB of lists")
+    print(f"the slow client was sent {sent_to_slow_client / 1e6:.1f} MB before the close")
+    assert sent_to_slow_client < unread / 2, "stale lists were not dropped"
+    assert "Dropping a socket that took no list" in server.log.read_text()
