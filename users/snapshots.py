@@ -12,6 +12,7 @@ channel layer delivered which snapshot first.
 import asyncio
 import json
 import logging
+import threading
 from dataclasses import dataclass
 
 from asgiref.sync import async_to_sync
@@ -105,11 +106,51 @@ class _SharedReads:
 acurrent_snapshot = _SharedReads()
 
 
+class _Publishing:
+    """
+    Publish the current snapshot; while this process is publishing, fold new requests into one.
+
+    A writer that commits while another thread of the process is publishing
+    only marks the list as changed: that thread publishes once more when done,
+    and its read starts after the writer's commit, so the change is in it. A
+    burst of writes then costs a few snapshots, not one per write.
+    """
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.running = False
+        self.changed_meanwhile = False
+
+    def run(self) -> None:
+        with self.lock:
+            if self.running:
+                self.changed_meanwhile = True
+                return
+            self.running = True
+        while True:
+            try:
+                snapshot = current_snapshot()
+                async_to_sync(get_channel_layer().group_send)(GROUP, snapshot.as_event())
+            except BaseException:
+                with self.lock:
+                    self.running = False
+                raise
+            logger.debug("Published users list version %s", snapshot.version)
+            with self.lock:
+                # Decided under the lock, so that no request falls between the
+                # check and the end of the run.
+                if not self.changed_meanwhile:
+                    self.running = False
+                    return
+                self.changed_meanwhile = False
+
+
+_publishing = _Publishing()
+
+
 def publish() -> None:
-    """Send the current snapshot to every consumer of the group."""
-    snapshot = current_snapshot()
-    async_to_sync(get_channel_layer().group_send)(GROUP, snapshot.as_event())
-    logger.debug("Published users list version %s", snapshot.version)
+    """Send the current snapshot to the group (concurrent calls fold, see _Publishing)."""
+    _publishing.run()
 
 
 def record_change(sender, **kwargs) -> None:
