@@ -10,6 +10,7 @@ import asyncio
 import logging
 
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
@@ -49,13 +50,23 @@ class UserListConsumer(AsyncJsonWebsocketConsumer):
     every list is sent.
     """
 
-    channel_layer_alias = None
     gave_up_on_slow_client = False
+    groups = ()  # the relay is the group's member; and no list per instance
 
     async def __call__(self, scope, receive, send):
-        """Serve the socket; end quietly when ``send_newest`` gave up on a slow client."""
+        """
+        Dispatch the client's messages; end quietly when ``send_newest`` gave up on it.
+
+        With no channel layer there is one source of messages, so this awaits it
+        directly rather than through channels' ``await_many_dispatch``, whose
+        task and wait per idle socket cost about 4 KB (docs/performance.md).
+        """
+        self.scope, self.channel_layer, self.base_send = scope, None, send
         try:
-            await super().__call__(scope, receive, send)
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
         except asyncio.CancelledError:
             if not self.gave_up_on_slow_client:
                 raise
@@ -64,9 +75,12 @@ class UserListConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self):
         """Register with the relay, accept the socket and send the current list."""
-        self.newest: snapshots.Snapshot | None = None
-        self.newest_arrived = asyncio.Event()
-        self.sender = asyncio.create_task(self.send_newest(asyncio.current_task()))
+        self.consumer_task = asyncio.current_task()
+        # The newest version offered, and its snapshot until it is sent: an idle
+        # socket holds neither a list nor a task.
+        self.version = -1
+        self.unsent: snapshots.Snapshot | None = None
+        self.sender: asyncio.Task | None = None
         # Registered before reading the list, so that no change falls in between.
         await relay().add(self)
         await self.accept()
@@ -74,7 +88,8 @@ class UserListConsumer(AsyncJsonWebsocketConsumer):
 
     async def disconnect(self, code):
         """Stop sending."""
-        self.sender.cancel()
+        if self.sender is not None:
+            self.sender.cancel()
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         """Decode a frame; answer what is not a command with an error frame."""
@@ -102,31 +117,29 @@ class UserListConsumer(AsyncJsonWebsocketConsumer):
             )
 
     def offer(self, snapshot: snapshots.Snapshot) -> None:
-        """Make ``snapshot`` the next list to send, unless a newer one is already there."""
-        if self.newest is None or snapshot.version > self.newest.version:
-            self.newest = snapshot
-            self.newest_arrived.set()
+        """Make ``snapshot`` the next list to send, unless the client has or awaits a newer one."""
+        if snapshot.version > self.version:
+            self.version, self.unsent = snapshot.version, snapshot
+            if self.sender is None:
+                self.sender = asyncio.create_task(self.send_newest())
 
-    async def send_newest(self, consumer_task: asyncio.Task) -> None:
-        sent_version = -1
+    async def send_newest(self) -> None:
         timeout = settings.USERS_SLOW_CLIENT_TIMEOUT
-        while True:
-            await self.newest_arrived.wait()
-            self.newest_arrived.clear()
-            snapshot = self.newest
-            if snapshot.version <= sent_version:
-                continue
-            try:
+        try:
+            while self.unsent is not None:
+                snapshot, self.unsent = self.unsent, None
                 async with asyncio.timeout(timeout):
                     await self.send(text_data=snapshot.text)
-            except TimeoutError:
-                # Not even a close frame gets past the unread data: end the
-                # consumer; the server then closes the connection.
-                logger.info("Dropping a socket that took no list for %s s", timeout)
-                self.gave_up_on_slow_client = True
-                consumer_task.cancel()
-                return
-            sent_version = snapshot.version
+        except TimeoutError:
+            # Not even a close frame gets past the unread data: end the
+            # consumer; the server then closes the connection.
+            logger.info("Dropping a socket that took no list for %s s", timeout)
+            self.gave_up_on_slow_client = True
+            self.consumer_task.cancel()
+        except OSError:
+            pass  # the client left (uvicorn's ClientDisconnected); its disconnect follows
+        finally:
+            self.sender = None
 
     async def create_user(self, data: dict | None) -> None:
         try:

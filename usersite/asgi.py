@@ -2,7 +2,7 @@
 ASGI entry point: HTTP goes to Django, WebSockets to the users app's routes.
 
 The WebSocket stack checks the handshake's Origin against ALLOWED_HOSTS and
-puts the session's user in the scope.
+puts the session's user (anonymous without a session cookie) in the scope.
 """
 
 import os
@@ -13,9 +13,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "usersite.settings")
 # Load Django's apps before anything imports models.
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from users.middleware import SessionAuthWhenCookies  # noqa: E402
 from users.origins import AllowedHostsOrNoOriginValidator  # noqa: E402
 from users.routing import websocket_urlpatterns  # noqa: E402
 
@@ -23,7 +23,7 @@ application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": AllowedHostsOrNoOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+            SessionAuthWhenCookies(URLRouter(websocket_urlpatterns))
         ),
     }
 )
