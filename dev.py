@@ -4,17 +4,22 @@ Set up and run usersite with nothing but Python installed.
 
     python3 dev.py run    # serve on http://127.0.0.1:8000 (SQLite, in-memory channel layer)
     python3 dev.py test   # lint; the tests on the embedded defaults, then on Redis + PostgreSQL
+    python3 dev.py cluster [--processes N] [--port P] [--host H]
+                          # N uvicorn processes on ports P..P+N-1 sharing REDIS_URL, DATABASE_URL
 
-Both create ``.venv`` and install the pinned requirements whenever they change.
+All create ``.venv`` and install the pinned requirements whenever they change.
 Arguments after ``run`` go to runserver (an address:port); after ``test``, to pytest.
 """
 
+import argparse
 import hashlib
 import os
 import subprocess
 import sys
 import venv
 from pathlib import Path
+
+from servers import ServerProcess  # standard library only, like this file
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
@@ -75,7 +80,37 @@ def test(args: list[str]) -> None:
     run(PYTHON, "-m", "pytest", *args, env=services)
 
 
-COMMANDS = {"run": serve, "test": test}
+def cluster(args: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="dev.py cluster")
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--port", type=int, default=8001, help="first port (8001)")
+    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 behind a remote balancer")
+    options = parser.parse_args(args)
+    if not os.environ.get("REDIS_URL") or not os.environ.get("DATABASE_URL"):
+        sys.exit(
+            "Several processes share one Redis and one database: set REDIS_URL and DATABASE_URL."
+        )
+    ensure_venv("requirements.txt")
+    run(PYTHON, "manage.py", "migrate", "--noinput")
+    ports = range(options.port, options.port + options.processes)
+    servers = [
+        ServerProcess(str(PYTHON), "uvicorn", port, dict(os.environ), None, host=options.host)
+        for port in ports
+    ]
+    try:
+        for server in servers:
+            server.start()
+        print(f"Serving on ports {ports[0]}..{ports[-1]}; Ctrl-C stops them all.", flush=True)
+        for server in servers:
+            server.process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for server in servers:
+            server.stop()
+
+
+COMMANDS = {"run": serve, "test": test, "cluster": cluster}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:

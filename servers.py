@@ -22,15 +22,15 @@ ASGI_APP = "usersite.asgi:application"
 # which cost more CPU than anything else in a fan-out (docs/performance.md).
 COMMANDS = {
     "uvicorn": [
-        "-m", "uvicorn", "{app}", "--host", "127.0.0.1", "--port", "{port}",
+        "-m", "uvicorn", "{app}", "--host", "{host}", "--port", "{port}",
         "--ws", "websockets-sansio", "--ws-max-size", "1048576",
         "--ws-per-message-deflate", "false", "--lifespan", "off", "--no-access-log",
     ],
     # -1: no socket lifetime limit (daphne's default closes sockets after a day).
     "daphne": [
-        "-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", "--websocket_timeout", "-1", "{app}",
+        "-m", "daphne", "-b", "{host}", "-p", "{port}", "--websocket_timeout", "-1", "{app}",
     ],
-    "runserver": ["manage.py", "runserver", "--noreload", "127.0.0.1:{port}"],
+    "runserver": ["manage.py", "runserver", "--noreload", "{host}:{port}"],
 }  # fmt: skip
 
 
@@ -42,10 +42,14 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """One server process on a loopback port, its output in a log file."""
+    """One server process, its output in a log file (or this process's, with ``log=None``)."""
 
-    def __init__(self, python: str, kind: str, port: int, env: dict, log: Path, app=ASGI_APP):
-        self.command = [python, *(part.format(port=port, app=app) for part in COMMANDS[kind])]
+    def __init__(
+        self, python: str, kind: str, port: int, env: dict, log: Path | None,
+        app: str = ASGI_APP, host: str = "127.0.0.1",
+    ):  # fmt: skip
+        arguments = (part.format(port=port, app=app, host=host) for part in COMMANDS[kind])
+        self.command = [python, *arguments]
         self.port, self.env, self.log = port, env, log
         self.url = f"http://127.0.0.1:{port}"
         self.ws_url = f"ws://127.0.0.1:{port}/api/v1/users/ws"
@@ -53,14 +57,22 @@ class ServerProcess:
 
     def start(self, ready_timeout: float = 30) -> "ServerProcess":
         """Start the process and wait until it answers HTTP; raise RuntimeError if it does not."""
-        with self.log.open("ab") as output:
+        output = self.log.open("ab") if self.log else None
+        try:
             self.process = subprocess.Popen(
-                self.command, cwd=ROOT, env=self.env, stdout=output, stderr=subprocess.STDOUT
+                self.command,
+                cwd=ROOT,
+                env=self.env,
+                stdout=output,
+                stderr=subprocess.STDOUT if output else None,
             )
+        finally:
+            if output:
+                output.close()
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.command} exited:\n{self.log.read_text()}")
+                raise RuntimeError(f"{self.command} exited:\n{self.output()}")
             try:
                 with urllib.request.urlopen(f"{self.url}/api/v1/users", timeout=1):
                     return self

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import uuid
 from contextlib import asynccontextmanager
+from types import SimpleNamespace
 
 import httpx
 
@@ -17,6 +18,15 @@ from servers import ROOT
 from tests.e2e.conftest import ADMIN_PASSWORD, ADMIN_USERNAME
 
 CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+
+
+def server_at(port: int) -> SimpleNamespace:
+    """The addresses of a server that something else started."""
+    return SimpleNamespace(
+        port=port,
+        url=f"http://127.0.0.1:{port}",
+        ws_url=f"ws://127.0.0.1:{port}/api/v1/users/ws",
+    )
 
 
 def unique_name(prefix: str) -> str:
