@@ -1,0 +1,288 @@
+#!/usr/bin/env python
+"""
+Fan-out benchmark of the live list, against real server processes.
+
+    .venv/bin/python bench/fanout.py                          # fan-out: project vs naive
+    .venv/bin/python bench/fanout.py --scenario burst         # 200 creates at once, 500 clients
+    .venv/bin/python bench/fanout.py --scenario memory --clients 5000
+    .venv/bin/python bench/fanout.py --layer core --processes 2   # needs Redis
+
+fanout: start the server, prefill M users, connect N clients, make K creates one
+after another through REST, and report p50/p99 of the time until every client
+holds the new list, deliveries per second and the server's CPU seconds; for
+each consumer (the project's, and bench/naive.py written as the Channels
+tutorial teaches), with the ratio of their p50s.
+burst: K creates fired at once by 10 writers; time until every client holds
+the final list, and whether any client ever received an older list.
+memory: resident memory per idle socket on one server process.
+
+The client side runs in this process; its CPU use is printed beside the
+server's, so a run where the client saturated its core can be told apart.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+import psutil  # noqa: E402
+import redis  # noqa: E402
+from websockets.asyncio.client import connect  # noqa: E402
+
+from servers import ServerProcess, free_port  # noqa: E402
+
+APPS = {"project": "usersite.asgi:application", "naive": "bench.naive:application"}
+LAYER_ENV = {
+    "memory": {},
+    "core": {"CHANNEL_LAYER": "core"},
+    "pubsub": {"CHANNEL_LAYER": "pubsub"},
+}
+
+
+class Deployment:
+    """Server processes on a fresh, prefilled database with the chosen channel layer."""
+
+    def __init__(self, args, consumer: str, workdir: Path):
+        database_url = args.database_url or f"sqlite:///{workdir / f'{consumer}.sqlite3'}"
+        self.env = {
+            **os.environ,
+            **LAYER_ENV[args.layer],
+            "DATABASE_URL": database_url,
+            "REDIS_URL": args.redis_url if args.layer != "memory" else "",
+            "DEBUG": "false",
+            "SECRET_KEY": "benchmark-only",
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "USERS_ANONYMOUS_WRITES": "true",
+            "LOG_LEVEL": "WARNING",
+        }
+        if args.layer != "memory":
+            redis.Redis.from_url(args.redis_url).flushdb()
+        self.manage("migrate", "--noinput", "-v0")
+        self.manage(
+            "shell",
+            "-c",
+            "from users.models import User; User.objects.all().delete(); "
+            "User.objects.bulk_create(User(name=f'Bench user {i}', email=f'user{i}@example.org') "
+            f"for i in range({args.users}))",
+        )
+        self.servers = [
+            ServerProcess(
+                sys.executable, "uvicorn", free_port(), self.env,
+                workdir / f"{consumer}-{index}.log", app=APPS[consumer],
+            ).start()
+            for index in range(args.processes)
+        ]  # fmt: skip
+        self.processes = [psutil.Process(server.process.pid) for server in self.servers]
+
+    def manage(self, *command: str) -> None:
+        subprocess.run([sys.executable, "manage.py", *command], cwd=ROOT, env=self.env, check=True)
+
+    def cpu_seconds(self) -> float:
+        return sum(sum(p.cpu_times()[:2]) for p in self.processes)
+
+    def rss(self) -> int:
+        return sum(p.memory_info().rss for p in self.processes)
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
+def client_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Clients:
+    """N sockets spread over the servers, each recording what it received."""
+
+    def __init__(self):
+        self.sockets, self.latest, self.frames, self.went_back = [], [], 0, 0
+        self.target, self.missing, self.all_have_it = None, 0, asyncio.Event()
+
+    async def open(self, servers, count: int) -> None:
+        # Small batches: channels-redis' connection pool refuses a storm of
+        # group_add calls from the naive consumer ("Too many connections").
+        for start in range(0, count, 20):
+            batch = range(start, min(start + 20, count))
+            self.sockets += await asyncio.gather(
+                *(connect(servers[i % len(servers)].ws_url, max_size=None) for i in batch)
+            )
+        self.latest = [""] * count
+        self.readers = [asyncio.create_task(self.read(i)) for i in range(count)]
+        while any(not frame for frame in self.latest):
+            await asyncio.sleep(0.05)
+
+    async def read(self, index: int) -> None:
+        users_before = 0
+        async for frame in self.sockets[index]:
+            self.frames += 1
+            users = frame.count('{"id":')
+            self.went_back += users < users_before
+            users_before = users
+            if self.target and self.target in frame and self.target not in self.latest[index]:
+                self.missing -= 1
+                if not self.missing:
+                    self.all_have_it.set()
+            self.latest[index] = frame
+
+    def expect(self, marker: str) -> None:
+        self.target, self.missing = marker, len(self.sockets)
+        self.all_have_it.clear()
+
+    async def close(self) -> None:
+        await asyncio.gather(*(ws.close() for ws in self.sockets))
+
+
+async def fanout(args, consumer: str, workdir: Path) -> dict:
+    deployment = Deployment(args, consumer, workdir)
+    clients = Clients()
+    try:
+        await clients.open(deployment.servers, args.clients)
+        latencies = []
+        cpu, client_cpu, frames = deployment.cpu_seconds(), client_cpu_seconds(), clients.frames
+        started = time.perf_counter()
+        async with httpx.AsyncClient(timeout=60) as http:
+            for k in range(args.naive_creates if consumer == "naive" else args.creates):
+                name = f"Fan-out {uuid.uuid4().hex}"
+                clients.expect(name)
+                sent = time.perf_counter()
+                server = deployment.servers[k % len(deployment.servers)]
+                response = await http.post(f"{server.url}/api/v1/users", json={"name": name})
+                response.raise_for_status()
+                await asyncio.wait_for(clients.all_have_it.wait(), 120)
+                latencies.append(time.perf_counter() - sent)
+        elapsed = time.perf_counter() - started
+        latencies.sort()
+        return {
+            "consumer": consumer,
+            "p50_ms": 1000 * statistics.median(latencies),
+            "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+            "deliveries_per_s": (clients.frames - frames) / elapsed,
+            "server_cpu_s": deployment.cpu_seconds() - cpu,
+            "client_cpu_share": (client_cpu_seconds() - client_cpu) / elapsed,
+            "went_back": clients.went_back,
+        }
+    finally:
+        await clients.close()
+        deployment.stop()
+
+
+async def burst(args, workdir: Path) -> dict:
+    deployment = Deployment(args, "project", workdir)
+    clients = Clients()
+    try:
+        await clients.open(deployment.servers, args.clients)
+        cpu, client_cpu = deployment.cpu_seconds(), client_cpu_seconds()
+        writers = 10
+
+        async def writer(index: int) -> None:
+            async with httpx.AsyncClient(timeout=60) as http:
+                for k in range(index, args.creates, writers):
+                    server = deployment.servers[k % len(deployment.servers)]
+                    response = await http.post(
+                        f"{server.url}/api/v1/users", json={"name": f"Burst {k}"}
+                    )
+                    response.raise_for_status()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(writer(i) for i in range(writers)))
+        writes_done = time.perf_counter()
+        async with httpx.AsyncClient() as http:
+            final = (await http.get(f"{deployment.servers[0].url}/api/v1/users")).json()["users"]
+        final_text = json.dumps(final, ensure_ascii=False, separators=(",", ":"))
+        while any(frame != final_text for frame in clients.latest):
+            await asyncio.sleep(0.01)
+        converged = time.perf_counter()
+        return {
+            "creates": args.creates,
+            "writes_s": writes_done - started,
+            "converged_after_last_write_s": converged - writes_done,
+            "converged_after_first_write_s": converged - started,
+            "server_cpu_s": deployment.cpu_seconds() - cpu,
+            "client_cpu_share": (client_cpu_seconds() - client_cpu) / (converged - started),
+            "went_back": clients.went_back,
+        }
+    finally:
+        await clients.close()
+        deployment.stop()
+
+
+async def memory(args, workdir: Path) -> dict:
+    args.processes = 1
+    deployment = Deployment(args, "project", workdir)
+    clients = Clients()
+    try:
+        warm = Clients()
+        await warm.open(deployment.servers, 10)
+        await warm.close()
+        await asyncio.sleep(1)
+        before = deployment.rss()
+        await clients.open(deployment.servers, args.clients)
+        await asyncio.sleep(3)
+        after = deployment.rss()
+        return {
+            "sockets": args.clients,
+            "rss_before_mb": before / 1e6,
+            "rss_after_mb": after / 1e6,
+            "kb_per_socket": (after - before) / args.clients / 1e3,
+        }
+    finally:
+        await clients.close()
+        deployment.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--scenario", choices=["fanout", "burst", "memory"], default="fanout")
+    parser.add_argument("--clients", "-n", type=int, default=500, help="N sockets (500)")
+    parser.add_argument("--users", "-m", type=int, default=1000, help="M users prefilled (1000)")
+    parser.add_argument("--creates", "-k", type=int, help="K creates (fanout 30, burst 200)")
+    parser.add_argument(
+        "--naive-creates", type=int, default=5, help="K for the naive consumer (5: it is slow)"
+    )
+    parser.add_argument("--layer", choices=list(LAYER_ENV), default="memory")
+    parser.add_argument("--processes", type=int, default=1, help="server processes (1)")
+    parser.add_argument("--consumers", default="project,naive", help="fanout: which consumers")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/15", help="FLUSHED first")
+    parser.add_argument("--database-url", help="a database the benchmark may empty (SQLite)")
+    args = parser.parse_args()
+    if args.processes > 1 and args.layer == "memory":
+        parser.error("several processes need a Redis layer: --layer core or pubsub")
+    args.creates = args.creates or (200 if args.scenario == "burst" else 30)
+    with tempfile.TemporaryDirectory() as folder:
+        workdir = Path(folder)
+        if args.scenario == "fanout":
+            results = [asyncio.run(fanout(args, c, workdir)) for c in args.consumers.split(",")]
+        else:
+            results = [asyncio.run(globals()[args.scenario](args, workdir))]
+    command = " ".join(sys.argv[1:]) or "(defaults)"
+    print(f"# {command}  (N={args.clients} M={args.users} K={args.creates} "
+          f"layer={args.layer} processes={args.processes}, {os.cpu_count()} cores)")  # fmt: skip
+    for result in results:
+        print(
+            "  ".join(
+                f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()
+            )
+        )
+    if len(results) == 2:
+        print(f"p50 ratio {results[1]['consumer']}/{results[0]['consumer']}: "
+              f"{results[1]['p50_ms'] / results[0]['p50_ms']:.1f}x")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
