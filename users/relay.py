@@ -41,6 +41,7 @@ class SnapshotRelay:
         self.channel: str | None = None
         self.tasks: list[asyncio.Task] = []
         self.joined_once = asyncio.Event()
+        self.offered_version = 0
 
     async def add(self, socket) -> None:
         """Offer snapshots to ``socket`` from now on; return once the relay is in the group."""
@@ -56,11 +57,18 @@ class SnapshotRelay:
         self.sockets.discard(socket)
 
     def offer_all(self, snapshot: snapshots.Snapshot) -> None:
+        self.offered_version = max(self.offered_version, snapshot.version)
         for socket in list(self.sockets):
             socket.offer(snapshot)
 
     async def listen(self) -> None:
         await self.join()
+        # Sockets read their first list after this join; a version committed
+        # before it needs no broadcast.
+        try:
+            self.offered_version = max(self.offered_version, await snapshots.acurrent_version())
+        except Exception:
+            logger.exception("Could not read the list's version")
         try:
             while True:
                 event = await self.layer.receive(self.channel)
@@ -91,8 +99,10 @@ class SnapshotRelay:
         try:
             known = await self.identity(client)
             renewed_at = time.monotonic()
+            behind = False
             while True:
                 await asyncio.sleep(CHECK_INTERVAL)
+                behind = await self.catch_up(was_behind=behind)
                 identity = await self.identity(client)
                 if identity is None:
                     if known is not None:
@@ -107,6 +117,26 @@ class SnapshotRelay:
         finally:
             if client is not None:
                 await client.aclose()
+
+    async def catch_up(self, *, was_behind: bool) -> bool:
+        """
+        Resend the list if the database has been ahead of what was offered for a whole check.
+
+        A snapshot can go missing without the layer going down: a publish that
+        failed (a database or Redis error, logged by the writer), a message
+        dropped over the layer's capacity. One small query per process and
+        second bounds how long a client can stay behind. Return whether the
+        relay is behind now.
+        """
+        try:
+            behind = await snapshots.acurrent_version() > self.offered_version
+        except Exception:
+            logger.exception("Could not read the list's version")
+            return was_behind
+        if behind and was_behind:
+            logger.warning("A published list went missing; resending the current one")
+            return not await self.resend_current_list()
+        return behind
 
     async def resend_current_list(self) -> bool:
         try:

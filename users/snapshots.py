@@ -106,6 +106,12 @@ class _SharedReads:
 acurrent_snapshot = _SharedReads()
 
 
+@database_sync_to_async
+def acurrent_version() -> int:
+    """Return the list's version as committed now: one small query."""
+    return UserListVersion.objects.filter(pk=1).values_list("number", flat=True).first() or 0
+
+
 class _Publishing:
     """
     Publish the current snapshot; while this process is publishing, fold new requests into one.
