@@ -260,12 +260,14 @@ def main() -> None:
     parser.add_argument("--consumers", default="project,naive", help="fanout: which consumers")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/15", help="FLUSHED first")
     parser.add_argument("--database-url", help="a database the benchmark may empty (SQLite)")
+    parser.add_argument("--logs", type=Path, help="keep the servers' logs in this folder")
     args = parser.parse_args()
     if args.processes > 1 and args.layer == "memory":
         parser.error("several processes need a Redis layer: --layer core or pubsub")
     args.creates = args.creates or (200 if args.scenario == "burst" else 30)
     with tempfile.TemporaryDirectory() as folder:
-        workdir = Path(folder)
+        workdir = args.logs or Path(folder)
+        workdir.mkdir(parents=True, exist_ok=True)
         if args.scenario == "fanout":
             results = [asyncio.run(fanout(args, c, workdir)) for c in args.consumers.split(",")]
         else:
