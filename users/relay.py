@@ -42,6 +42,7 @@ class SnapshotRelay:
         self.tasks: list[asyncio.Task] = []
         self.joined_once = asyncio.Event()
         self.offered_version = 0
+        self.committed_at_last_check = 0
 
     async def add(self, socket) -> None:
         """Offer snapshots to ``socket`` from now on; return once the relay is in the group."""
@@ -99,10 +100,9 @@ class SnapshotRelay:
         try:
             known = await self.identity(client)
             renewed_at = time.monotonic()
-            behind = False
             while True:
                 await asyncio.sleep(CHECK_INTERVAL)
-                behind = await self.catch_up(was_behind=behind)
+                await self.catch_up()
                 identity = await self.identity(client)
                 if identity is None:
                     if known is not None:
@@ -118,25 +118,22 @@ class SnapshotRelay:
             if client is not None:
                 await client.aclose()
 
-    async def catch_up(self, *, was_behind: bool) -> bool:
+    async def catch_up(self) -> None:
         """
-        Resend the list if the database has been ahead of what was offered for a whole check.
+        Resend the list if a version committed a whole check ago was never offered.
 
         A snapshot can go missing without the layer going down: a publish that
         failed (a database or Redis error, logged by the writer), a message
         dropped over the layer's capacity. One small query per process and
-        second bounds how long a client can stay behind. Return whether the
-        relay is behind now.
+        second bounds how long a client can stay behind.
         """
+        if self.offered_version < self.committed_at_last_check:
+            logger.warning("A published list went missing; resending the current one")
+            await self.resend_current_list()
         try:
-            behind = await snapshots.acurrent_version() > self.offered_version
+            self.committed_at_last_check = await snapshots.acurrent_version()
         except Exception:
             logger.exception("Could not read the list's version")
-            return was_behind
-        if behind and was_behind:
-            logger.warning("A published list went missing; resending the current one")
-            return not await self.resend_current_list()
-        return behind
 
     async def resend_current_list(self) -> bool:
         try:
