@@ -1,9 +1,15 @@
-"""URL configuration: the admin and version 1 of the API."""
+"""URL configuration: the live page, the admin, version 1 of the API and its documentation."""
 
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from users.views import LiveListPage
 
 urlpatterns = [
+    path("", LiveListPage.as_view(), name="live-list"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("users.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]
