@@ -1,0 +1,36 @@
+import pytest
+
+from tests.helpers import make_account
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_page_has_the_list_a_labelled_form_and_the_api_docs_link(client):
+    page = client.get("/").content.decode()
+    assert 'id="users"' in page
+    assert '<label for="name">' in page and '<label for="email">' in page  # noqa: PT018
+    assert 'type="module"' in page and "users/live-list.js" in page  # noqa: PT018
+    assert 'href="/api/docs/"' in page
+    assert "https://" not in page, "the page must load nothing from another site"
+
+
+def test_without_permission_the_page_says_so_instead_of_offering_the_form(client, settings):
+    settings.USERS_ANONYMOUS_WRITES = False
+    page = client.get("/").content.decode()
+    assert 'id="add-user-refused"' in page
+    assert 'id="add-user"' not in page
+
+
+def test_an_admin_gets_edit_links_and_a_visitor_none(client, admin_client):
+    assert 'data-edit-url="/admin/users/user/0/change/"' in admin_client.get("/").content.decode()
+    assert "data-edit-url" not in client.get("/").content.decode()
+
+
+def test_a_user_without_staff_access_gets_no_edit_links(client):
+    client.force_login(make_account(perms=["change_user"]))
+    assert "data-edit-url" not in client.get("/").content.decode()
+
+
+def test_the_page_script_is_served(client):
+    response = client.get("/static/users/live-list.js")
+    assert response.status_code == 200
