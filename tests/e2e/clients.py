@@ -101,6 +101,13 @@ class ListWatcher:
                 self.changed.clear()
                 await self.changed.wait()
 
+    @staticmethod
+    async def all_end_on(watchers: list["ListWatcher"], expected: list, timeout: float = 10):
+        """Wait until every watcher holds ``expected``, none having gone back on the way."""
+        for watcher in watchers:
+            await watcher.wait_for(expected, timeout)
+            watcher.assert_never_went_back()
+
     def assert_never_went_back(self) -> None:
         """With creates only, every list must hold all users of the one before it."""
         for older, newer in zip(self.lists, self.lists[1:], strict=False):

@@ -35,8 +35,6 @@ async def test_200_creates_with_500_clients_leave_each_on_the_final_list_never_g
     print(f"{CREATES} creates took {clock() - started:.2f} s")
     final = await database_list(server)
     assert len(final) == len(initial) + CREATES
-    for watcher in watchers:
-        await watcher.wait_for(final, timeout=60)
-        watcher.assert_never_went_back()
+    await ListWatcher.all_end_on(watchers, final, timeout=60)
     print(f"every client held the final list after {clock() - started:.2f} s")
     await asyncio.gather(*(ws.close() for ws in sockets))

@@ -100,10 +100,7 @@ async def test_after_a_redis_restart_sockets_get_the_current_list_without_reconn
 
     after = unique_name("after restart")
     await rest_create(server, after)
-    current = await database_list(server)
-    for watcher in watchers:
-        await watcher.wait_for(current)
-        watcher.assert_never_went_back()
+    await ListWatcher.all_end_on(watchers, await database_list(server))
     for ws in sockets:
         await ws.close()
 

@@ -82,9 +82,7 @@ async def test_concurrent_writers_on_both_processes_leave_every_client_on_the_da
         while len(current := await database_list(b)) < expected_count:
             await asyncio.sleep(0.1)
     assert len(current) == expected_count
-    for watcher in watchers:
-        await watcher.wait_for(current)
-        watcher.assert_never_went_back()
+    await ListWatcher.all_end_on(watchers, current)
     for ws in sockets:
         await ws.close()
 
