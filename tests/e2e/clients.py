@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import uuid
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from types import SimpleNamespace
 
 import httpx
@@ -145,12 +145,19 @@ def read_until_closed(raw: socket.socket, timeout: float = 10) -> int:
     return total
 
 
-def prefill(server_env: dict, count: int, name_length: int) -> None:
-    """Insert ``count`` users with long names straight into the servers' database."""
-    code = (
-        "from users.models import User; "
-        f"User.objects.bulk_create(User(name='x' * {name_length}) for _ in range({count}))"
-    )
-    subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=server_env, check=True
-    )
+@contextmanager
+def long_named_users(server_env: dict, count: int, name_length: int):
+    """Insert ``count`` users with long names into the servers' database, for one test."""
+    name = "x" * name_length
+
+    def manage_shell(code: str) -> None:
+        subprocess.run(
+            [sys.executable, "manage.py", "shell", "-c", f"from users.models import User; {code}"],
+            cwd=ROOT, env=server_env, check=True,
+        )  # fmt: skip
+
+    manage_shell(f"User.objects.bulk_create(User(name={name!r}) for _ in range({count}))")
+    try:
+        yield
+    finally:
+        manage_shell(f"User.objects.filter(name={name!r}).delete()")

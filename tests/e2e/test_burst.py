@@ -25,7 +25,7 @@ async def test_200_creates_with_500_clients_leave_each_on_the_final_list_never_g
         await watcher.wait_for(initial)
 
     async def writer():
-        async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient(timeout=60) as http:
             for _ in range(CREATES // WRITERS):
                 await rest_create(server, unique_name("burst"), http)
 

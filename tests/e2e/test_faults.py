@@ -17,9 +17,9 @@ from tests.e2e.clients import (
     admin_create,
     admin_session,
     database_list,
+    long_named_users,
     next_list,
     open_never_reading_socket,
-    prefill,
     read_until_closed,
     rest_create,
     unique_name,
@@ -118,21 +118,21 @@ async def test_a_socket_open_longer_than_the_group_expiry_keeps_getting_changes(
 async def test_a_client_that_never_reads_is_closed_and_never_delays_the_others(
     start_server, server_env
 ):
-    prefill(server_env, count=1000, name_length=150)  # lists of about 190 kB
-    server = start_server("uvicorn", USERS_SLOW_CLIENT_TIMEOUT="2")
-    memory = psutil.Process(server.process.pid)
-    never_reads = open_never_reading_socket(server)
-    async with connect(server.ws_url, max_size=None) as reader:
-        watcher = ListWatcher(reader)
-        await watcher.wait_for(await database_list(server))
-        rss_before = memory.memory_info().rss
-        for _ in range(100):
-            await rest_create(server, unique_name("burst"))
-        current = await database_list(server)
-        await watcher.wait_for(current)
-        rss_after = memory.memory_info().rss
-    unread = 100 * len(str(current))
-    sent_to_slow_client = await asyncio.to_thread(read_until_closed, never_reads)
+    with long_named_users(server_env, count=1000, name_length=150):  # lists of about 190 kB
+        server = start_server("uvicorn", USERS_SLOW_CLIENT_TIMEOUT="2")
+        memory = psutil.Process(server.process.pid)
+        never_reads = open_never_reading_socket(server)
+        async with connect(server.ws_url, max_size=None) as reader:
+            watcher = ListWatcher(reader)
+            await watcher.wait_for(await database_list(server))
+            rss_before = memory.memory_info().rss
+            for _ in range(100):
+                await rest_create(server, unique_name("burst"))
+            current = await database_list(server)
+            await watcher.wait_for(current)
+            rss_after = memory.memory_info().rss
+        unread = 100 * len(str(current))
+        sent_to_slow_client = await asyncio.to_thread(read_until_closed, never_reads)
     print(f"RSS grew {(rss_after - rss_before) / 1e6:.1f} MB; {unread / 1e6:.1f} MB of lists")
     print(f"the slow client was sent {sent_to_slow_client / 1e6:.1f} MB before the close")
     assert sent_to_slow_client < unread / 2, "stale lists were not dropped"
