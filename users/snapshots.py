@@ -3,10 +3,11 @@ The live list of users: building, versioning, encoding and publishing its snapsh
 
 Every change to users bumps the list version in the writer's transaction
 (``record_change``). After the commit, the list is read and encoded once and
-sent to the ``users`` group as finished text; consumers forward that text as it
-is. A consumer sends a snapshot only when its version is newer than the last
-one it sent, so a client never goes back to an older list, whichever process or
-channel layer delivered which snapshot first.
+sent to the ``users`` group as finished text; each process's relay
+(users.relay) hands it to its sockets, which forward it as it is, and only
+when its version is newer than the last they took, so a client never goes
+back to an older list, whichever process or path delivered which snapshot
+first.
 """
 
 import asyncio
