@@ -49,7 +49,7 @@ class SnapshotRelay:
         self.sockets.add(socket)
         if not self.tasks:
             # Started by the loop's first socket, the relay runs as long as the loop.
-            self.channel = await self.layer.new_channel()
+            # Set before any await, so that sockets connecting meanwhile share it.
             self.tasks = [asyncio.create_task(self.listen()), asyncio.create_task(self.watch())]
         await self.joined_once.wait()
 
@@ -63,6 +63,7 @@ class SnapshotRelay:
             socket.offer(snapshot)
 
     async def listen(self) -> None:
+        self.channel = await self.layer.new_channel()
         await self.join()
         # Sockets read their first list after this join; a version committed
         # before it needs no broadcast.
@@ -96,6 +97,7 @@ class SnapshotRelay:
 
     async def watch(self) -> None:
         """Every CHECK_INTERVAL: rejoin if the layer may have lost the membership."""
+        await self.joined_once.wait()  # listen() has made the channel to rejoin with
         client = redis.from_url(settings.REDIS_URL) if settings.REDIS_URL else None
         try:
             known = await self.identity(client)
