@@ -12,6 +12,13 @@ from users.models import User
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+async def next_event_or_none(group_listener, timeout: float = 1) -> dict | None:
+    try:
+        return await group_listener(timeout)
+    except TimeoutError:
+        return None
+
+
 def listed(event) -> list:
     assert event["type"] == "users.snapshot"
     return json.loads(event["text"])
@@ -68,6 +75,25 @@ async def test_orm_code_outside_the_services_is_published(group_listener):
 async def test_an_update_matching_nothing_publishes_nothing(group_listener):
     await database_sync_to_async(User.objects.filter(name="nobody").update)(name="x")
     await assert_silent(group_listener)
+
+
+async def test_in_a_server_a_burst_of_changes_shares_the_publishes(
+    connect, group_listener, settings
+):
+    settings.USERS_PUBLISH_INTERVAL = 0.5
+    await connect()  # a socket starts this loop's relay, and with it its publisher
+
+    def create_one_by_one():
+        for i in range(10):
+            services.user_create(name=f"U{i}")  # ten transactions, ten commits
+
+    await database_sync_to_async(create_one_by_one)()
+    events = [await group_listener()]
+    while len(events) < 10 and (event := await next_event_or_none(group_listener)):
+        events.append(event)
+    # The first commit is published at once, the rest after the interval, together.
+    assert len(events) <= 2
+    assert len(listed(events[-1])) == 10
 
 
 def test_the_snapshot_carries_the_version_of_its_list():

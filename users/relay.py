@@ -51,6 +51,7 @@ class SnapshotRelay:
             # Started by the loop's first socket, the relay runs as long as the loop.
             # Set before any await, so that sockets connecting meanwhile share it.
             self.tasks = [asyncio.create_task(self.listen()), asyncio.create_task(self.watch())]
+            snapshots.publish_from_this_loop()
         await self.joined_once.wait()
 
     def discard(self, socket) -> None:

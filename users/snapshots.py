@@ -2,8 +2,9 @@
 The live list of users: building, versioning, encoding and publishing its snapshot.
 
 Every change to users bumps the list version in the writer's transaction
-(``record_change``). After the commit, the list is read and encoded once and
-sent to the ``users`` group as finished text; each process's relay
+(``record_change``). After the commit, the list is read and encoded once (in
+a server, once per USERS_PUBLISH_INTERVAL for a whole burst) and sent to the
+``users`` group as finished text; each process's relay
 (users.relay) hands it to its sockets, which forward it as it is, and only
 when its version is newer than the last they took, so a client never goes
 back to an older list, whichever process or path delivered which snapshot
@@ -11,14 +12,16 @@ first.
 """
 
 import asyncio
+import contextvars
 import json
 import logging
-import threading
+import weakref
 from dataclasses import dataclass
 
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 
@@ -113,51 +116,81 @@ def acurrent_version() -> int:
     return UserListVersion.objects.filter(pk=1).values_list("number", flat=True).first() or 0
 
 
-class _Publishing:
-    """
-    Publish the current snapshot; while this process is publishing, fold new requests into one.
+async def apublish() -> None:
+    """Read the current snapshot and send it to the group."""
+    snapshot = await acurrent_snapshot()
+    await get_channel_layer().group_send(GROUP, snapshot.as_event())
+    logger.debug("Published users list version %s", snapshot.version)
 
-    A writer that commits while another thread of the process is publishing
-    only marks the list as changed: that thread publishes once more when done,
-    and its read starts after the writer's commit, so the change is in it. A
-    burst of writes then costs a few snapshots, not one per write.
+
+class BackgroundPublisher:
+    """
+    Publish for a server's event loop, off the writers' threads, at most once per interval.
+
+    Writers only ask; one task of the loop publishes, and its read starts after
+    the request, so every change committed before is in it. The first change
+    after a quiet spell goes out at once; the changes of a burst share one
+    snapshot and one fan-out per USERS_PUBLISH_INTERVAL, instead of costing one
+    each, and no writer waits for either.
     """
 
     def __init__(self):
-        self.lock = threading.Lock()
-        self.running = False
-        self.changed_meanwhile = False
+        self.requested = False
+        self.task: asyncio.Task | None = None
 
-    def run(self) -> None:
-        with self.lock:
-            if self.running:
-                self.changed_meanwhile = True
-                return
-            self.running = True
-        while True:
-            try:
-                snapshot = current_snapshot()
-                async_to_sync(get_channel_layer().group_send)(GROUP, snapshot.as_event())
-            except BaseException:
-                with self.lock:
-                    self.running = False
-                raise
-            logger.debug("Published users list version %s", snapshot.version)
-            with self.lock:
-                # Decided under the lock, so that no request falls between the
-                # check and the end of the run.
-                if not self.changed_meanwhile:
-                    self.running = False
-                    return
-                self.changed_meanwhile = False
+    def request(self) -> None:
+        self.requested = True
+        if self.task is None:
+            # A context of its own: the requesting writer's holds its request's
+            # executor, which Django shuts when the response is sent.
+            self.task = asyncio.create_task(self.run(), context=contextvars.Context())
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self.requested:
+                self.requested = False
+                started = loop.time()
+                try:
+                    await apublish()
+                except Exception:
+                    # The relays' catch-up resends the list once the cause is gone.
+                    logger.exception("Could not publish the users list")
+                await asyncio.sleep(started + settings.USERS_PUBLISH_INTERVAL - loop.time())
+        finally:
+            self.task = None
 
 
-_publishing = _Publishing()
+_background_publishers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def publish_from_this_loop() -> None:
+    """
+    From now on, publish the changes committed on this event loop's threads from the loop.
+
+    Called by the relay, which only a server's loop has: a loop that lives on.
+    (A server process with no socket yet publishes from the writer's thread.)
+    """
+    _background_publishers.setdefault(asyncio.get_running_loop(), BackgroundPublisher())
+
+
+async def _request_background_publish() -> bool:
+    publisher = _background_publishers.get(asyncio.get_running_loop())
+    if publisher is not None:
+        publisher.request()
+    return publisher is not None
 
 
 def publish() -> None:
-    """Send the current snapshot to the group (concurrent calls fold, see _Publishing)."""
-    _publishing.run()
+    """
+    Publish the current snapshot, after a commit.
+
+    In a server whose loop publishes (``publish_from_this_loop``), only ask it
+    to; elsewhere (a management command, a shell) publish now.
+    """
+    if not async_to_sync(_request_background_publish)():
+        snapshot = current_snapshot()
+        async_to_sync(get_channel_layer().group_send)(GROUP, snapshot.as_event())
 
 
 def record_change(sender, **kwargs) -> None:

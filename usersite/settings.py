@@ -108,7 +108,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 # How long a group membership lasts unless renewed; the users app renews its
-# sockets' memberships well before (users.membership).
+# membership well before (users.relay).
 CHANNEL_GROUP_EXPIRY = int(os.environ.get("CHANNEL_GROUP_EXPIRY", 86400))
 if not REDIS_URL:
     # One process only: fine for runserver, not for several server processes.
@@ -162,6 +162,10 @@ USERS_ANONYMOUS_WRITES = env_bool("USERS_ANONYMOUS_WRITES", DEBUG)
 # A socket whose client has not taken a list for this many seconds is closed;
 # until then it is only ever sent the newest list (users.consumers).
 USERS_SLOW_CLIENT_TIMEOUT = float(os.environ.get("USERS_SLOW_CLIENT_TIMEOUT", 10))
+
+# A server process publishes the list at most once per this many seconds: the
+# first change after a quiet spell at once, the changes of a burst together.
+USERS_PUBLISH_INTERVAL = float(os.environ.get("USERS_PUBLISH_INTERVAL", 0.1))
 
 # --- Auth, i18n, static files --------------------------------------------------
 
