@@ -22,7 +22,7 @@ class OutageTolerantRedisChannelLayer(RedisChannelLayer):
 
     The base layer raises ConnectionError from receive() while Redis is down;
     that ends the consumer and its socket closes with 1011. Here receive()
-    retries with backoff instead, and users.membership restores the group
+    retries with backoff instead, and users.relay restores the group
     membership and the list that a restart wiped. Sends still raise, so a
     publisher can log its failure.
     """
@@ -37,7 +37,7 @@ class OutageTolerantRedisChannelLayer(RedisChannelLayer):
                 # TimeoutError; a consumer that is closing must stop, quietly.
                 if asyncio.current_task().cancelling():
                     raise asyncio.CancelledError from exc
-                # users.membership reports the outage once per process, not per socket.
+                # users.relay reports the outage once per process, not per socket.
                 logger.debug("Channel layer receive failed, retrying in %.1f s: %s", delay, exc)
                 await asyncio.sleep(delay * random.uniform(0.5, 1.5))
                 delay = min(delay * 2, RETRY_MAX_DELAY)
