@@ -1,6 +1,7 @@
 """The directory of users that the live list shows."""
 
 from django.core.exceptions import ValidationError
+from django.core.validators import ProhibitNullCharactersValidator
 from django.db import models, transaction
 from django.db.models import Q
 from django.db.models.functions import Lower
@@ -26,6 +27,23 @@ class UserQuerySet(models.QuerySet):
         return created
 
 
+def validate_encodable(value: str) -> None:
+    """
+    Refuse text that cannot be stored: lone surrogates have no UTF-8 encoding.
+
+    JSON can carry them ("\\ud800"); without this check the database driver
+    would fail the write with an encoding error instead of a field error.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError("Enter text without unpaired surrogate characters.") from None
+
+
+# NUL characters: PostgreSQL refuses them in text, SQLite cuts C strings at them.
+TEXT_VALIDATORS = [ProhibitNullCharactersValidator(), validate_encodable]
+
+
 class User(models.Model):
     """
     A person in the live directory.
@@ -33,8 +51,8 @@ class User(models.Model):
     Not a login account: the admin's accounts are ``django.contrib.auth``'s.
     """
 
-    name = models.CharField(max_length=150)
-    email = models.EmailField(blank=True)
+    name = models.CharField(max_length=150, validators=TEXT_VALIDATORS)
+    email = models.EmailField(blank=True, validators=TEXT_VALIDATORS)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
