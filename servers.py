@@ -34,6 +34,15 @@ COMMANDS = {
 }  # fmt: skip
 
 
+# Lifts the per-client write limits (users.throttling): for the benchmarks and
+# the tests that write in bursts on purpose. The limits have tests of their own.
+NO_WRITE_LIMITS = {
+    "USERS_REST_WRITE_RATE": "1000000/s",
+    "USERS_SOCKET_CREATE_RATE": "1000000",
+    "USERS_SOCKET_CREATE_BURST": "1000000",
+}
+
+
 def free_port() -> int:
     """Return a loopback TCP port that nothing listens on now."""
     with socket.socket() as probe:

@@ -43,7 +43,7 @@ import psutil  # noqa: E402
 import redis  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
 
-from servers import ServerProcess, free_port  # noqa: E402
+from servers import NO_WRITE_LIMITS, ServerProcess, free_port  # noqa: E402
 
 APPS = {"project": "usersite.asgi:application", "naive": "bench.naive:application"}
 LAYER_ENV = {
@@ -67,6 +67,7 @@ class Deployment:
             "SECRET_KEY": "benchmark-only",
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "USERS_ANONYMOUS_WRITES": "true",
+            **NO_WRITE_LIMITS,
             "LOG_LEVEL": "WARNING",
         }
         if args.layer != "memory":

@@ -15,6 +15,7 @@ import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
+from django.core.cache import cache
 from django.db import connections
 
 from usersite.asgi import application
@@ -61,6 +62,12 @@ async def close_worker_connections() -> None:
 def empty_channel_layer():
     """Start every test without groups or messages left by another (Redis keeps them)."""
     async_to_sync(get_channel_layer().flush)()
+
+
+@pytest.fixture(autouse=True)
+def no_throttle_counts():
+    """Start every test with no REST writes counted against its client's rate."""
+    cache.clear()
 
 
 @pytest.fixture

@@ -48,7 +48,7 @@ BAD_FRAMES = {
     "binary": ({"bytes": b"\x00\x01"}, "unsupported_frame"),
     "empty text": ({"text": ""}, "invalid_json"),
     "not json": ({"text": "hello"}, "invalid_json"),
-    "deeply nested json": ({"text": "[" * 100_000 + "]" * 100_000}, "invalid_json"),
+    "deeply nested json": ({"text": "[" * 30_000 + "]" * 30_000}, "invalid_json"),
     "json array": ({"text": "[1, 2]"}, "unknown_action"),
     "json string": ({"text": '"__addUser__"'}, "unknown_action"),
     "unknown action": ({"text": '{"action": "drop"}'}, "unknown_action"),
@@ -58,6 +58,9 @@ BAD_FRAMES = {
     "bad email": ({"text": '{"action": "create", "name": "A", "email": "x@"}'}, "invalid"),
     "null email": ({"text": '{"action": "create", "name": "A", "email": null}'}, "invalid"),
     "object name": ({"text": '{"action": "create", "name": {"a": 1}}'}, "invalid"),
+    "NUL in name": ({"text": '{"action": "create", "name": "A\\u0000B"}'}, "invalid"),
+    "lone surrogate": ({"text": '{"action": "create", "name": "A\\ud800"}'}, "invalid"),
+    "too large": ({"text": json.dumps({"action": "create", "name": "x" * 70_000})}, "too_large"),
 }
 
 
@@ -74,6 +77,28 @@ async def test_a_bad_frame_gets_an_error_writes_nothing_and_the_socket_stays_usa
     assert not await User.objects.aexists()
     await socket.send_to(text_data="__addUser__")
     assert len(await receive_list(socket)) == 1
+
+
+async def next_error(socket) -> dict:
+    """Skip list frames; return the next error frame."""
+    while isinstance(frame := json.loads(await socket.receive_from(timeout=3)), list):
+        pass
+    return frame
+
+
+async def test_creates_over_the_rate_limit_get_an_error_and_the_socket_stays_usable(
+    connect, settings
+):
+    settings.USERS_SOCKET_CREATE_RATE, settings.USERS_SOCKET_CREATE_BURST = 0.5, 3
+    socket = await connect()
+    await receive_list(socket)
+    for _ in range(5):
+        await socket.send_to(text_data="__addUser__")
+    # The burst of 3 goes through; creates 4 and 5 are refused.
+    assert [(await next_error(socket))["code"] for _ in range(2)] == ["rate_limited"] * 2
+    assert await User.objects.acount() == 3
+    await socket.send_json_to({"action": "drop"})  # the limit is on creates only
+    assert (await next_error(socket))["code"] == "unknown_action"
 
 
 async def test_field_errors_name_the_field_and_reach_only_the_sender(connect):

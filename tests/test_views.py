@@ -146,3 +146,11 @@ async def test_a_rest_write_is_published_to_the_group(group_listener):
     assert response.status_code == 201
     event = await group_listener()
     assert json.loads(event["text"]) == [response.json()]
+
+
+def test_writes_over_the_rate_get_429_and_reads_are_not_counted(api, settings):
+    settings.USERS_REST_WRITE_RATE = "3/min"
+    statuses = [api.post("/api/v1/users", {"name": f"U{i}"}).status_code for i in range(4)]
+    assert statuses == [201, 201, 201, 429]
+    assert api.get("/api/v1/users").status_code == 200
+    assert User.objects.count() == 3

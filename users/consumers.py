@@ -3,7 +3,9 @@ The live list socket, protocol v1.
 
 On connect the client gets the list; after every change it gets the list
 again. It may send ``__addUser__`` or ``{"action": "create", "name": ...,
-"email": ...}``; anything else gets an error frame, to it alone.
+"email": ...}``; anything else gets an error frame, to it alone, as do frames
+over USERS_MAX_FRAME_LENGTH characters and creates over the socket's rate
+limit (USERS_SOCKET_CREATE_RATE per second, bursts of USERS_SOCKET_CREATE_BURST).
 """
 
 import asyncio
@@ -20,6 +22,7 @@ from . import services, snapshots
 from .permissions import may_write
 from .relay import relay
 from .serializers import UserSerializer
+from .throttling import TokenBucket
 
 ADD_USER_COMMAND = "__addUser__"
 CREATE_ACTION = "create"
@@ -51,6 +54,7 @@ class UserListConsumer(AsyncJsonWebsocketConsumer):
     """
 
     gave_up_on_slow_client = False
+    create_allowance: TokenBucket | None = None  # made by the first create: idle sockets stay small
     groups = ()  # the relay is the group's member; and no list per instance
 
     async def __call__(self, scope, receive, send):
@@ -95,6 +99,10 @@ class UserListConsumer(AsyncJsonWebsocketConsumer):
         """Decode a frame; answer what is not a command with an error frame."""
         if text_data is None:
             await self.send_error("unsupported_frame", "Send text frames, not binary ones.")
+        elif len(text_data) > settings.USERS_MAX_FRAME_LENGTH:
+            await self.send_error(
+                "too_large", f"Send at most {settings.USERS_MAX_FRAME_LENGTH} characters a frame."
+            )
         elif text_data == ADD_USER_COMMAND:
             await self.create_user(None)
         else:
@@ -142,6 +150,17 @@ class UserListConsumer(AsyncJsonWebsocketConsumer):
             self.sender = None
 
     async def create_user(self, data: dict | None) -> None:
+        if self.create_allowance is None:
+            self.create_allowance = TokenBucket(
+                settings.USERS_SOCKET_CREATE_RATE, settings.USERS_SOCKET_CREATE_BURST
+            )
+        if not self.create_allowance.take():
+            await self.send_error(
+                "rate_limited",
+                f"Create at most {settings.USERS_SOCKET_CREATE_RATE:g} users a second "
+                f"(bursts of {settings.USERS_SOCKET_CREATE_BURST}); this one was not created.",
+            )
+            return
         try:
             await create_user_as(self.scope["user"], data)
         except PermissionDenied:

@@ -9,6 +9,7 @@ from . import services
 from .models import User
 from .permissions import CanWriteUsers, may_write
 from .serializers import UserListSerializer, UserSerializer
+from .throttling import WriteRateThrottle
 
 
 class LiveListPage(TemplateView):
@@ -29,6 +30,7 @@ class UserViewMixin:
     queryset = User.objects.order_by("id")
     serializer_class = UserSerializer
     permission_classes = [CanWriteUsers]
+    throttle_classes = [WriteRateThrottle]
 
 
 class UserList(UserViewMixin, generics.ListCreateAPIView):

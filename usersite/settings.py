@@ -135,6 +135,13 @@ else:
         }
     }
 
+# The cache holds the REST write throttle's counts: in Redis when there is one,
+# so that every server process counts the same client together.
+if REDIS_URL:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
+
 # --- REST API ----------------------------------------------------------------
 
 REST_FRAMEWORK = {
@@ -162,6 +169,15 @@ USERS_ANONYMOUS_WRITES = env_bool("USERS_ANONYMOUS_WRITES", DEBUG)
 # A socket whose client has not taken a list for this many seconds is closed;
 # until then it is only ever sent the newest list (users.consumers).
 USERS_SLOW_CLIENT_TIMEOUT = float(os.environ.get("USERS_SLOW_CLIENT_TIMEOUT", 10))
+
+# What one client may write (users.throttling): through REST, this many writes
+# per user, or per address when anonymous; over a socket, frames up to this many
+# characters (the server's own cap, uvicorn's --ws-max-size, stays the outer
+# bound) and creates at this rate per second, in bursts up to this many.
+USERS_REST_WRITE_RATE = os.environ.get("USERS_REST_WRITE_RATE", "10/s")  # DRF's rate format
+USERS_MAX_FRAME_LENGTH = int(os.environ.get("USERS_MAX_FRAME_LENGTH", 65536))
+USERS_SOCKET_CREATE_RATE = float(os.environ.get("USERS_SOCKET_CREATE_RATE", 5))
+USERS_SOCKET_CREATE_BURST = int(os.environ.get("USERS_SOCKET_CREATE_BURST", 20))
 
 # A server process publishes the list at most once per this many seconds: the
 # first change after a quiet spell at once, the changes of a burst together.

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
-from servers import ROOT, ServerProcess, free_port
+from servers import NO_WRITE_LIMITS, ROOT, ServerProcess, free_port
 
 ADMIN_USERNAME = "admin"
 ADMIN_PASSWORD = "e2e-admin-password"
@@ -32,7 +32,7 @@ needs_redis = pytest.mark.skipif(
 def server_env(tmp_path_factory):
     """The environment of the servers: their own migrated database with an admin account."""
     with _own_database(os.environ.get("DATABASE_URL", ""), tmp_path_factory.mktemp("db")) as url:
-        env = {**os.environ, "DATABASE_URL": url, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **NO_WRITE_LIMITS, "DATABASE_URL": url, "PYTHONUNBUFFERED": "1"}
         manage = [sys.executable, "manage.py"]
         subprocess.run([*manage, "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
         subprocess.run(
@@ -97,6 +97,11 @@ def start_server(server_env, tmp_path):
 def server(request, session_launcher) -> ServerProcess:
     """One server process, as deployed: uvicorn, and daphne as runserver uses it."""
     return session_launcher(request.param)
+
+
+@pytest.fixture(autouse=True)
+def no_throttle_counts():
+    """Leave the cache alone: with Redis it is the servers' (overrides the suite's)."""
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,57 @@
+"""How fast one client may write: REST per user or address, the socket per connection."""
+
+import time
+
+from django.conf import settings
+from rest_framework.throttling import SimpleRateThrottle
+
+
+class WriteRateThrottle(SimpleRateThrottle):
+    """
+    DRF's throttle for writes only, per user, or per address when anonymous.
+
+    Reads are not counted: they change nothing and the list is one query.
+    Counts live in the default cache, shared by every process when it is Redis.
+    """
+
+    scope = "users_write"
+
+    def get_rate(self):
+        # Read per request, not from DRF's settings at import, so it can be changed.
+        return settings.USERS_REST_WRITE_RATE
+
+    def allow_request(self, request, view):
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            return True
+        return super().allow_request(request, view)
+
+    def get_cache_key(self, request, view):
+        if request.user and request.user.is_authenticated:
+            ident = request.user.pk
+        else:
+            ident = self.get_ident(request)
+        return self.cache_format % {"scope": self.scope, "ident": ident}
+
+
+class TokenBucket:
+    """
+    Allow ``burst`` actions at once, refilled at ``rate`` per second.
+
+    One per socket, so it needs no shared store: a client that opens more
+    sockets is bounded by the server's connection limits instead.
+    """
+
+    def __init__(self, rate: float, burst: int):
+        self.rate, self.burst = rate, burst
+        self.tokens = float(self.burst)
+        self.updated = time.monotonic()
+
+    def take(self) -> bool:
+        """Spend one token if there is one; return whether there was."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
