@@ -64,6 +64,7 @@ class Deployment:
             "DATABASE_URL": database_url,
             "REDIS_URL": args.redis_url if args.layer != "memory" else "",
             "DEBUG": "false",
+            "HTTPS": "false",
             "SECRET_KEY": "benchmark-only",
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "USERS_ANONYMOUS_WRITES": "true",

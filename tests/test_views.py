@@ -154,3 +154,17 @@ def test_writes_over_the_rate_get_429_and_reads_are_not_counted(api, settings):
     assert statuses == [201, 201, 201, 429]
     assert api.get("/api/v1/users").status_code == 200
     assert User.objects.count() == 3
+
+
+def test_health_reports_the_database_and_the_channel_layer_ok(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"database": "ok", "channel_layer": "ok"}
+
+
+def test_health_answers_503_naming_an_unreachable_channel_layer(client, settings, unused_tcp_port):
+    settings.REDIS_URL = f"redis://127.0.0.1:{unused_tcp_port}/0"
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["database"] == "ok"
+    assert response.json()["channel_layer"].startswith("error: ")

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -31,8 +32,17 @@ def env_list(name: str, default: str) -> list[str]:
 # --- Core --------------------------------------------------------------------
 
 DEBUG = env_bool("DEBUG", True)
-SECRET_KEY = os.environ.get("SECRET_KEY", "django-insecure-development-key-do-not-deploy")
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+if DEBUG:
+    SECRET_KEY = os.environ.get("SECRET_KEY", "django-insecure-development-key-do-not-deploy")
+    ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+else:
+    # Refuse to start rather than sign sessions with a published key, or answer
+    # for any Host (and accept sockets from any Origin, which follows it).
+    SECRET_KEY = os.environ.get("SECRET_KEY", "")
+    ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "")
+    for name, value in (("SECRET_KEY", SECRET_KEY), ("ALLOWED_HOSTS", ALLOWED_HOSTS)):
+        if not value:
+            raise ImproperlyConfigured(f"{name} must be set when DEBUG is off (README.md).")
 
 INSTALLED_APPS = [
     # daphne first: its runserver serves HTTP and WebSockets (system check daphne.E001).
@@ -60,6 +70,21 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# --- HTTPS -------------------------------------------------------------------
+
+# On when DEBUG is off: the site is served over HTTPS, by itself or by a proxy
+# that terminates TLS. Plain-HTTP deployments (and tests) say HTTPS=false.
+HTTPS = env_bool("HTTPS", not DEBUG)
+SECURE_SSL_REDIRECT = HTTPS
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load balancers probe over plain HTTP
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", 31536000 if HTTPS else 0))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+if env_bool("TRUST_X_FORWARDED_PROTO", False):
+    # Only behind a proxy that sets the header itself, dropping any client's.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 ROOT_URLCONF = "usersite.urls"
 ASGI_APPLICATION = "usersite.asgi.application"
@@ -198,18 +223,33 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
 # Without collectstatic (development, tests), serve from the apps' own folders.
 WHITENOISE_USE_FINDERS = DEBUG
 
 # --- Logging -----------------------------------------------------------------
 
+# One JSON object per line on stdout when DEBUG is off, for a log collector;
+# plain text for a developer's terminal otherwise. LOG_FORMAT=json|text decides.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    # Django's default config gives "django" a console handler of its own; let it
-    # propagate to the root instead, so every line is printed once.
-    "loggers": {"django": {"handlers": [], "level": "INFO", "propagate": True}},
+    "formatters": {
+        "json": {"()": "usersite.log_format.JsonLinesFormatter"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+    },
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": os.environ.get("LOG_FORMAT", "text" if DEBUG else "json"),
+        }
+    },
+    "root": {"handlers": ["stdout"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # Django and uvicorn give their loggers handlers of their own; let them
+    # propagate to the root instead, so every line has the one format.
+    "loggers": {
+        name: {"handlers": [], "level": "INFO", "propagate": True}
+        for name in ("django", "uvicorn", "uvicorn.error", "uvicorn.access")
+    },
 }

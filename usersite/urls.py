@@ -1,10 +1,10 @@
-"""URL configuration: the live page, the admin, version 1 of the API and its documentation."""
+"""URL configuration: the live page, the admin, version 1 of the API, its documentation, health."""
 
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from users.views import LiveListPage
+from users.views import LiveListPage, health
 
 urlpatterns = [
     path("", LiveListPage.as_view(), name="live-list"),
@@ -12,4 +12,5 @@ urlpatterns = [
     path("api/v1/", include("users.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("healthz", health, name="health"),
 ]

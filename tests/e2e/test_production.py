@@ -1,0 +1,54 @@
+"""A server in production mode: DEBUG off, collected static files, JSON logs, health."""
+
+import json
+import secrets
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from servers import ROOT
+
+
+@pytest.fixture
+def production(server_env, tmp_path) -> dict:
+    """Production settings over plain HTTP (TLS is the proxy's), static files collected."""
+    env = {
+        **server_env,
+        "DEBUG": "false",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "HTTPS": "false",
+        "STATIC_ROOT": str(tmp_path / "static"),
+    }
+    env.pop("LOG_FORMAT", None)  # JSON is the default with DEBUG off
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
+        cwd=ROOT, env=env, check=True,
+    )  # fmt: skip
+    return env
+
+
+@pytest.mark.parametrize("kind", ["uvicorn", "daphne"])
+async def test_static_files_and_health_are_served_with_debug_off(start_server, production, kind):
+    server = start_server(kind, **production)
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        css = await http.get("/static/admin/css/base.css")
+        script = await http.get("/static/users/live-list.js")
+        health = await http.get("/healthz")
+    assert (css.status_code, css.headers["content-type"]) == (200, 'text/css; charset="utf-8"')
+    assert script.status_code == 200
+    assert (health.status_code, health.json()) == (200, {"database": "ok", "channel_layer": "ok"})
+
+
+async def test_logs_are_one_json_object_per_line(start_server, production):
+    server = start_server("uvicorn", **production)
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        await http.get("/api/v1/users/does-not-exist")  # a warning from django.request
+    server.stop()
+    lines = [line for line in server.log.read_text().splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]
+    assert {"time", "level", "logger", "message"} <= set(records[0])
+    assert any(r["logger"] == "django.request" and "Not Found" in r["message"] for r in records)
+    assert any(r["logger"].startswith("uvicorn") for r in records), "uvicorn's lines not in JSON"

@@ -1,0 +1,50 @@
+"""Production settings: refused without their secrets, and clean under ``check --deploy``."""
+
+import os
+import secrets
+import subprocess
+import sys
+
+import pytest
+
+from servers import ROOT
+
+PRODUCTION_ENV = ROOT / "docs" / "production.env"
+
+
+def documented_production_env() -> dict:
+    """The variables of docs/production.env, with a fresh SECRET_KEY filled in."""
+    variables = {}
+    for line in PRODUCTION_ENV.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            variables[name] = value
+    return {**variables, "SECRET_KEY": secrets.token_urlsafe(50)}
+
+
+def manage(*command: str, env: dict) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY"}}
+    return subprocess.run(
+        [sys.executable, "manage.py", *command],
+        cwd=ROOT, env={**clean, **env}, capture_output=True, text=True,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "ALLOWED_HOSTS"])
+def test_with_debug_off_the_settings_refuse_to_load_without(missing):
+    env = {**documented_production_env(), missing: ""}
+    result = manage("check", env=env)
+    assert result.returncode != 0
+    assert f"{missing} must be set when DEBUG is off" in result.stderr
+
+
+def test_check_deploy_passes_with_the_documented_production_environment():
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=documented_production_env())
+    assert result.returncode == 0, result.stderr
+
+
+def test_check_deploy_fails_when_https_is_off_in_production():
+    env = {**documented_production_env(), "HTTPS": "false"}
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=env)
+    assert result.returncode != 0
+    assert "SECURE_SSL_REDIRECT" in result.stderr
