@@ -1,13 +1,21 @@
 import pytest
 from asgiref.sync import sync_to_async
+from rest_framework.authtoken.models import Token
 
-from tests.helpers import receive_list, wire
+from tests.helpers import make_account, receive_list, wire
 from users import services
 from users.models import User
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 CHANGELIST = "/admin/users/user/"
+
+
+def make_staff(username: str, *, perms):
+    account = make_account(username, perms=perms)
+    account.is_staff = True
+    account.save()
+    return account
 
 
 async def test_a_user_added_in_the_admin_reaches_every_socket(admin_client, connect):
@@ -63,3 +71,35 @@ def test_the_changelist_shows_name_email_created_and_searches(admin_client):
     assert "bob@example.org" not in page
     assert "column-created_at" in page
     assert admin_client.get(CHANGELIST, {"o": "-1"}).status_code == 200
+
+
+ADMIN_WRITES = {
+    "add_user": lambda ann: (f"{CHANGELIST}add/", {"name": "New", "email": ""}),
+    "change_user": lambda ann: (f"{CHANGELIST}{ann.pk}/change/", {"name": "New", "email": ""}),
+    "delete_user": lambda ann: (f"{CHANGELIST}{ann.pk}/delete/", {"post": "yes"}),
+}
+
+
+@pytest.mark.parametrize("perm", ADMIN_WRITES)
+def test_each_admin_write_needs_its_model_permission(client, perm):
+    ann = services.user_create(name="Ann")
+    path, form = ADMIN_WRITES[perm](ann)
+    others = {"view_user", *ADMIN_WRITES} - {perm}
+    client.force_login(make_staff("lacking", perms=others))
+    assert client.post(path, form).status_code == 403
+    assert list(User.objects.values_list("name", flat=True)) == ["Ann"]
+    client.force_login(make_staff("allowed", perms=["view_user", perm]))
+    assert client.post(path, form).status_code == 302
+    assert list(User.objects.values_list("name", flat=True)) != ["Ann"]
+
+
+def test_tokens_are_created_and_revoked_in_the_admin(admin_client):
+    account = make_account("app")
+    response = admin_client.post("/admin/authtoken/tokenproxy/add/", {"user": account.pk})
+    assert response.status_code == 302, response.content
+    token = Token.objects.get(user=account)
+    response = admin_client.post(
+        f"/admin/authtoken/tokenproxy/{account.pk}/delete/", {"post": "yes"}
+    )
+    assert response.status_code == 302
+    assert not Token.objects.filter(key=token.key).exists()

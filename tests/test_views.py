@@ -2,6 +2,7 @@ import json
 
 import pytest
 from asgiref.sync import sync_to_async
+from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from tests.helpers import make_account, wire
@@ -138,6 +139,17 @@ def test_without_anonymous_writes_each_write_needs_its_permission(
     assert getattr(api, method)(path(ann), body, format="json").status_code in (200, 201, 204)
 
 
+def test_an_app_writes_with_its_token_until_it_is_revoked(api, settings):
+    settings.USERS_ANONYMOUS_WRITES = False
+    token = Token.objects.create(user=make_account("app", perms=["add_user"]))
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    assert api.post("/api/v1/users", {"name": "By app"}, format="json").status_code == 201
+    token.delete()
+    response = api.post("/api/v1/users", {"name": "Too late"}, format="json")
+    assert (response.status_code, response["WWW-Authenticate"]) == (401, "Token")
+    assert list(User.objects.values_list("name", flat=True)) == ["By app"]
+
+
 @pytest.mark.django_db(transaction=True)
 async def test_a_rest_write_is_published_to_the_group(group_listener):
     response = await sync_to_async(APIClient().post)(
@@ -168,3 +180,18 @@ def test_health_answers_503_naming_an_unreachable_channel_layer(client, settings
     assert response.status_code == 503
     assert response.json()["database"] == "ok"
     assert response.json()["channel_layer"].startswith("error: ")
+
+
+def test_while_the_cache_is_down_writes_go_through_unthrottled(
+    api, settings, unused_tcp_port, caplog
+):
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{unused_tcp_port}/0",
+        }
+    }
+    settings.USERS_REST_WRITE_RATE = "1/min"
+    statuses = [api.post("/api/v1/users", {"name": f"U{i}"}).status_code for i in range(2)]
+    assert statuses == [201, 201]
+    assert "Write throttle unavailable" in caplog.text

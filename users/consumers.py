@@ -24,6 +24,8 @@ from .relay import relay
 from .serializers import UserSerializer
 from .throttling import TokenBucket
 
+# Selected when the client offers it; apps that present a token must (users.middleware).
+SUBPROTOCOL = "users.v1"
 ADD_USER_COMMAND = "__addUser__"
 CREATE_ACTION = "create"
 
@@ -87,7 +89,8 @@ class UserListConsumer(AsyncJsonWebsocketConsumer):
         self.sender: asyncio.Task | None = None
         # Registered before reading the list, so that no change falls in between.
         await relay().add(self)
-        await self.accept()
+        offered = self.scope.get("subprotocols", ())
+        await self.accept(SUBPROTOCOL if SUBPROTOCOL in offered else None)
         self.offer(await snapshots.acurrent_snapshot())
 
     async def disconnect(self, code):

@@ -1,20 +1,47 @@
-"""Authentication of WebSocket handshakes."""
+"""Authentication of WebSocket handshakes: an app's token, a browser's session, or nobody."""
 
 from channels.auth import AuthMiddlewareStack
+from channels.db import database_sync_to_async
+from channels.security.websocket import WebsocketDenier
 from django.contrib.auth.models import AnonymousUser
+from rest_framework.authtoken.models import Token
 
 # AnonymousUser keeps no state of its own, so every such socket can share one.
 ANONYMOUS = AnonymousUser()
 
+TOKEN_SUBPROTOCOL_PREFIX = "token."
 
-class SessionAuthWhenCookies:
+
+def presented_token(scope) -> str | None:
+    """Return the key of a ``token.<key>`` subprotocol the client offered, if any."""
+    for subprotocol in scope.get("subprotocols", ()):
+        if subprotocol.startswith(TOKEN_SUBPROTOCOL_PREFIX):
+            return subprotocol.removeprefix(TOKEN_SUBPROTOCOL_PREFIX)
+    return None
+
+
+@database_sync_to_async
+def active_user_with_token(key: str):
+    """Return the active account holding token ``key``, or None."""
+    token = Token.objects.select_related("user").filter(key=key).first()
+    return token.user if token is not None and token.user.is_active else None
+
+
+class HandshakeAuthentication:
     """
-    Run channels' AuthMiddlewareStack for handshakes that carry cookies.
+    Put the handshake's user in the scope.
 
-    A handshake without cookies (native apps, scripts) has no session to look
-    up, so it gets an anonymous user directly: the session machinery (a copy of
-    the scope per middleware, a session store, a user lookup) cost about 3 KB
-    per idle socket (docs/performance.md).
+    - An app (no cookies to rely on) presents its REST token as the
+      subprotocol ``token.<key>``, beside ``users.v1``, which the server
+      selects: a browser's ``new WebSocket(url, ["users.v1", "token." + key])``
+      can send it too, unlike an Authorization header, and unlike a query
+      parameter it stays out of URLs and access logs. An unknown or revoked
+      token is refused at the handshake (HTTP 403), not let in as anonymous.
+    - A browser with cookies goes through channels' AuthMiddlewareStack: the
+      admin's session.
+    - Anything else (the Dart example's clients) is anonymous directly: the
+      session machinery (a copy of the scope per middleware, a session store, a
+      user lookup) cost about 3 KB per idle socket (docs/performance.md).
     """
 
     def __init__(self, inner):
@@ -22,6 +49,12 @@ class SessionAuthWhenCookies:
         self.with_session = AuthMiddlewareStack(inner)
 
     async def __call__(self, scope, receive, send):
+        key = presented_token(scope)
+        if key is not None:
+            user = await active_user_with_token(key)
+            if user is None:
+                return await WebsocketDenier()(scope, receive, send)
+            return await self.inner({**scope, "user": user}, receive, send)
         if any(name == b"cookie" for name, _ in scope["headers"]):
             return await self.with_session(scope, receive, send)
         return await self.inner({**scope, "user": ANONYMOUS}, receive, send)

@@ -1,9 +1,14 @@
 """How fast one client may write: REST per user or address, the socket per connection."""
 
+import logging
 import time
 
 from django.conf import settings
 from rest_framework.throttling import SimpleRateThrottle
+
+from .layers import LAYER_ERRORS
+
+logger = logging.getLogger(__name__)
 
 
 class WriteRateThrottle(SimpleRateThrottle):
@@ -12,6 +17,8 @@ class WriteRateThrottle(SimpleRateThrottle):
 
     Reads are not counted: they change nothing and the list is one query.
     Counts live in the default cache, shared by every process when it is Redis.
+    While Redis is down, writes go unthrottled rather than fail: writes must
+    outlive a Redis outage (docs/security.md).
     """
 
     scope = "users_write"
@@ -23,7 +30,11 @@ class WriteRateThrottle(SimpleRateThrottle):
     def allow_request(self, request, view):
         if request.method in ("GET", "HEAD", "OPTIONS"):
             return True
-        return super().allow_request(request, view)
+        try:
+            return super().allow_request(request, view)
+        except LAYER_ERRORS as exc:
+            logger.warning("Write throttle unavailable, letting the write through: %s", exc)
+            return True
 
     def get_cache_key(self, request, view):
         if request.user and request.user.is_authenticated:

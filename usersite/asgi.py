@@ -2,7 +2,7 @@
 ASGI entry point: HTTP goes to Django, WebSockets to the users app's routes.
 
 The WebSocket stack checks the handshake's Origin against ALLOWED_HOSTS and
-puts the session's user (anonymous without a session cookie) in the scope.
+puts the user in the scope: an app's token, a browser's session, or anonymous.
 """
 
 import os
@@ -15,7 +15,7 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from users.middleware import SessionAuthWhenCookies  # noqa: E402
+from users.middleware import HandshakeAuthentication  # noqa: E402
 from users.origins import AllowedHostsOrNoOriginValidator  # noqa: E402
 from users.routing import websocket_urlpatterns  # noqa: E402
 
@@ -23,7 +23,7 @@ application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": AllowedHostsOrNoOriginValidator(
-            SessionAuthWhenCookies(URLRouter(websocket_urlpatterns))
+            HandshakeAuthentication(URLRouter(websocket_urlpatterns))
         ),
     }
 )
