@@ -17,22 +17,30 @@ ASGI_APP = "usersite.asgi:application"
 # The production server is uvicorn: its websockets-sansio protocol makes a send
 # wait while the client's TCP buffer is full, which lets a consumer drop stale
 # lists for a slow client and close it (daphne buffers without bound,
-# django/daphne#170). Incoming frames are capped at 1 MiB, like daphne's default.
+# django/daphne#170). Incoming messages are capped at 1 MiB on both servers.
 # No per-message deflate: it compresses the same list again for every socket,
 # which cost more CPU than anything else in a fan-out (docs/performance.md).
+# Past SERVER_MAX_CONNECTIONS open connections (sockets, and connections that
+# never finish their request, which neither server times out) uvicorn answers
+# new HTTP requests 503 instead of taking on more (docs/security.md).
 COMMANDS = {
     "uvicorn": [
         "-m", "uvicorn", "{app}", "--host", "{host}", "--port", "{port}",
         "--ws", "websockets-sansio", "--ws-max-size", "1048576",
         "--ws-per-message-deflate", "false", "--lifespan", "off", "--no-access-log",
+        "--limit-concurrency", "{max_connections}",
     ],
     # -1: no socket lifetime limit (daphne's default closes sockets after a day).
     "daphne": [
-        "-m", "daphne", "-b", "{host}", "-p", "{port}", "--websocket_timeout", "-1", "{app}",
+        "-m", "daphne", "-b", "{host}", "-p", "{port}", "--websocket_timeout", "-1",
+        "--websocket-max-message-size", "1048576", "--websocket-max-frame-size", "1048576",
+        "{app}",
     ],
     "runserver": ["manage.py", "runserver", "--noreload", "{host}:{port}"],
 }  # fmt: skip
 
+
+DEFAULT_MAX_CONNECTIONS = "10000"
 
 # Lifts the per-client write limits (users.throttling): for the benchmarks and
 # the tests that write in bursts on purpose. The limits have tests of their own.
@@ -57,7 +65,11 @@ class ServerProcess:
         self, python: str, kind: str, port: int, env: dict, log: Path | None,
         app: str = ASGI_APP, host: str = "127.0.0.1",
     ):  # fmt: skip
-        arguments = (part.format(port=port, app=app, host=host) for part in COMMANDS[kind])
+        max_connections = env.get("SERVER_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS)
+        arguments = (
+            part.format(port=port, app=app, host=host, max_connections=max_connections)
+            for part in COMMANDS[kind]
+        )
         self.command = [python, *arguments]
         self.port, self.env, self.log = port, env, log
         self.url = f"http://127.0.0.1:{port}"
