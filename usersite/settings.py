@@ -117,10 +117,13 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers run beside the writer (synchronous=NORMAL is its usual
     # pairing: no fsync per commit); IMMEDIATE takes the write lock at BEGIN, so
-    # concurrent writers queue instead of failing with "database is locked".
+    # concurrent writers queue instead of failing with "database is locked", and
+    # a queue of 200 concurrent REST writers (tests/e2e/test_burst.py) outlasted
+    # the default 5-second wait.
     DATABASES["default"]["OPTIONS"] = {
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
     }
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A connection pool, since every ASGI request opens its own connection.
