@@ -93,7 +93,9 @@ class ServerProcess:
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.command} exited:\n{self.output()}")
+                raise RuntimeError(
+                    f"{self.command} exited:\n{self.log.read_text() if self.log else ''}"
+                )
             try:
                 with urllib.request.urlopen(f"{self.url}/api/v1/users", timeout=1):
                     return self

@@ -10,7 +10,9 @@ limit (USERS_SOCKET_CREATE_RATE per second, bursts of USERS_SOCKET_CREATE_BURST)
 
 import asyncio
 import logging
+from contextlib import suppress
 
+from autobahn.exception import Disconnected
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -27,6 +29,11 @@ from .throttling import TokenBucket
 # Selected when the client offers it; apps that present a token must (users.middleware).
 SUBPROTOCOL = "users.v1"
 ADD_USER_COMMAND = "__addUser__"
+
+# What a send to a client that has left raises: uvicorn's ClientDisconnected is
+# an OSError, daphne's (runserver's) is autobahn's Disconnected. Its disconnect
+# message follows either way.
+CLIENT_GONE = (OSError, Disconnected)
 CREATE_ACTION = "create"
 
 logger = logging.getLogger(__name__)
@@ -147,8 +154,8 @@ class UserListConsumer(AsyncJsonWebsocketConsumer):
             logger.info("Dropping a socket that took no list for %s s", timeout)
             self.gave_up_on_slow_client = True
             self.consumer_task.cancel()
-        except OSError:
-            pass  # the client left (uvicorn's ClientDisconnected); its disconnect follows
+        except CLIENT_GONE:
+            pass
         finally:
             self.sender = None
 
@@ -172,4 +179,5 @@ class UserListConsumer(AsyncJsonWebsocketConsumer):
             await self.send_error("invalid", "The user was not created.", errors=exc.detail)
 
     async def send_error(self, code: str, message: str, **extra) -> None:
-        await self.send_json({"type": "error", "code": code, "message": message, **extra})
+        with suppress(*CLIENT_GONE):
+            await self.send_json({"type": "error", "code": code, "message": message, **extra})
