@@ -168,12 +168,15 @@ def test_writes_over_the_rate_get_429_and_reads_are_not_counted(api, settings):
     assert User.objects.count() == 3
 
 
+# Transactional: the check opens a connection of its own, which a test's atomic block refuses.
+@pytest.mark.django_db(transaction=True)
 def test_health_reports_the_database_and_the_channel_layer_ok(client):
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.json() == {"database": "ok", "channel_layer": "ok"}
 
 
+@pytest.mark.django_db(transaction=True)
 def test_health_answers_503_naming_an_unreachable_channel_layer(client, settings, unused_tcp_port):
     settings.REDIS_URL = f"redis://127.0.0.1:{unused_tcp_port}/0"
     response = client.get("/healthz")
