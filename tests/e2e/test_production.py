@@ -52,3 +52,15 @@ async def test_logs_are_one_json_object_per_line(start_server, production):
     assert {"time", "level", "logger", "message"} <= set(records[0])
     assert any(r["logger"] == "django.request" and "Not Found" in r["message"] for r in records)
     assert any(r["logger"].startswith("uvicorn") for r in records), "uvicorn's lines not in JSON"
+
+
+async def test_health_answers_503_naming_an_unreachable_database(
+    start_server, production, tmp_path
+):
+    missing = tmp_path / "no-such-folder" / "db.sqlite3"
+    server = start_server("uvicorn", **{**production, "DATABASE_URL": f"sqlite:///{missing}"})
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        health = await http.get("/healthz")
+    assert health.status_code == 503
+    assert health.json()["database"].startswith("error: OperationalError")
+    assert health.json()["channel_layer"] == "ok"
