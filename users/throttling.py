@@ -4,16 +4,16 @@ import logging
 import time
 
 from django.conf import settings
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.throttling import UserRateThrottle
 
 from .layers import LAYER_ERRORS
 
 logger = logging.getLogger(__name__)
 
 
-class WriteRateThrottle(SimpleRateThrottle):
+class WriteRateThrottle(UserRateThrottle):
     """
-    DRF's throttle for writes only, per user, or per address when anonymous.
+    DRF's per-user throttle (per address when anonymous), for writes only.
 
     Reads are not counted: they change nothing and the list is one query.
     Counts live in the default cache, shared by every process when it is Redis.
@@ -35,13 +35,6 @@ class WriteRateThrottle(SimpleRateThrottle):
         except LAYER_ERRORS as exc:
             logger.warning("Write throttle unavailable, letting the write through: %s", exc)
             return True
-
-    def get_cache_key(self, request, view):
-        if request.user and request.user.is_authenticated:
-            ident = request.user.pk
-        else:
-            ident = self.get_ident(request)
-        return self.cache_format % {"scope": self.scope, "ident": ident}
 
 
 class TokenBucket:
