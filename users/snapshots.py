@@ -174,11 +174,12 @@ def publish_from_this_loop() -> None:
     _background_publishers.setdefault(asyncio.get_running_loop(), BackgroundPublisher())
 
 
-async def _request_background_publish() -> bool:
+async def _publish_or_hand_over() -> None:
     publisher = _background_publishers.get(asyncio.get_running_loop())
-    if publisher is not None:
+    if publisher is None:
+        await apublish()
+    else:
         publisher.request()
-    return publisher is not None
 
 
 def publish() -> None:
@@ -188,9 +189,7 @@ def publish() -> None:
     In a server whose loop publishes (``publish_from_this_loop``), only ask it
     to; elsewhere (a management command, a shell) publish now.
     """
-    if not async_to_sync(_request_background_publish)():
-        snapshot = current_snapshot()
-        async_to_sync(get_channel_layer().group_send)(GROUP, snapshot.as_event())
+    async_to_sync(_publish_or_hand_over)()
 
 
 def record_change(sender, **kwargs) -> None:
