@@ -24,17 +24,19 @@ ASGI_APP = "usersite.asgi:application"
 # Past SERVER_MAX_CONNECTIONS open connections (sockets, and connections that
 # never finish their request, which neither server times out) uvicorn answers
 # new HTTP requests 503 instead of taking on more (docs/security.md).
+MAX_MESSAGE_BYTES = str(1024 * 1024)  # runserver's daphne: DAPHNE_WEBSOCKET_MAX_* in settings
 COMMANDS = {
     "uvicorn": [
         "-m", "uvicorn", "{app}", "--host", "{host}", "--port", "{port}",
-        "--ws", "websockets-sansio", "--ws-max-size", "1048576",
+        "--ws", "websockets-sansio", "--ws-max-size", MAX_MESSAGE_BYTES,
         "--ws-per-message-deflate", "false", "--lifespan", "off", "--no-access-log",
         "--limit-concurrency", "{max_connections}",
     ],
     # -1: no socket lifetime limit (daphne's default closes sockets after a day).
     "daphne": [
         "-m", "daphne", "-b", "{host}", "-p", "{port}", "--websocket_timeout", "-1",
-        "--websocket-max-message-size", "1048576", "--websocket-max-frame-size", "1048576",
+        "--websocket-max-message-size", MAX_MESSAGE_BYTES,
+        "--websocket-max-frame-size", MAX_MESSAGE_BYTES,
         "{app}",
     ],
     "runserver": ["manage.py", "runserver", "--noreload", "{host}:{port}"],

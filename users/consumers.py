@@ -29,12 +29,12 @@ from .throttling import TokenBucket
 # Selected when the client offers it; apps that present a token must (users.middleware).
 SUBPROTOCOL = "users.v1"
 ADD_USER_COMMAND = "__addUser__"
+CREATE_ACTION = "create"
 
 # What a send to a client that has left raises: uvicorn's ClientDisconnected is
 # an OSError, daphne's (runserver's) is autobahn's Disconnected. Its disconnect
 # message follows either way.
 CLIENT_GONE = (OSError, Disconnected)
-CREATE_ACTION = "create"
 
 logger = logging.getLogger(__name__)
 

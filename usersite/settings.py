@@ -209,11 +209,11 @@ USERS_SLOW_CLIENT_TIMEOUT = float(os.environ.get("USERS_SLOW_CLIENT_TIMEOUT", 10
 # characters (the server's own cap, uvicorn's --ws-max-size, stays the outer
 # bound) and creates at this rate per second, in bursts up to this many.
 USERS_REST_WRITE_RATE = os.environ.get("USERS_REST_WRITE_RATE", "10/s")  # DRF's rate format
-# runserver's daphne, set explicitly: servers.py gives uvicorn and daphne the same cap.
-DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = 1024 * 1024
 USERS_MAX_FRAME_LENGTH = int(os.environ.get("USERS_MAX_FRAME_LENGTH", 65536))
 USERS_SOCKET_CREATE_RATE = float(os.environ.get("USERS_SOCKET_CREATE_RATE", 5))
 USERS_SOCKET_CREATE_BURST = int(os.environ.get("USERS_SOCKET_CREATE_BURST", 20))
+# runserver's daphne caps incoming messages as servers.py caps uvicorn and daphne.
+DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = 1024 * 1024
 
 # A server process publishes the list at most once per this many seconds: the
 # first change after a quiet spell at once, the changes of a burst together.
