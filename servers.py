@@ -18,13 +18,14 @@ ASGI_APP = "usersite.asgi:application"
 # The production server is uvicorn: its websockets-sansio protocol makes a send
 # wait while the client's TCP buffer is full, which lets a consumer drop stale
 # lists for a slow client and close it (daphne buffers without bound,
-# django/daphne#170). Incoming messages are capped at 1 MiB on both servers.
+# django/daphne#170). Incoming messages are capped at 1 MiB on both servers
+# (daphne's default; uvicorn's is 16 MiB).
 # No per-message deflate: it compresses the same list again for every socket,
 # which cost more CPU than anything else in a fan-out (docs/performance.md).
 # Past SERVER_MAX_CONNECTIONS open connections (sockets, and connections that
 # never finish their request, which neither server times out) uvicorn answers
 # new HTTP requests 503 instead of taking on more (docs/security.md).
-MAX_MESSAGE_BYTES = str(1024 * 1024)  # runserver's daphne: DAPHNE_WEBSOCKET_MAX_* in settings
+MAX_MESSAGE_BYTES = str(1024 * 1024)
 COMMANDS = {
     "uvicorn": [
         "-m", "uvicorn", "{app}", "--host", "{host}", "--port", "{port}",
@@ -32,12 +33,11 @@ COMMANDS = {
         "--ws-per-message-deflate", "false", "--lifespan", "off", "--no-access-log",
         "--limit-concurrency", "{max_connections}",
     ],
-    # -1: no socket lifetime limit (daphne's default closes sockets after a day).
+    # daphne sending lists of any size; -1: no socket lifetime limit (daphne's
+    # default closes sockets after a day).
     "daphne": [
-        "-m", "daphne", "-b", "{host}", "-p", "{port}", "--websocket_timeout", "-1",
-        "--websocket-max-message-size", MAX_MESSAGE_BYTES,
-        "--websocket-max-frame-size", MAX_MESSAGE_BYTES,
-        "{app}",
+        "-m", "usersite.daphne_server", "-b", "{host}", "-p", "{port}",
+        "--websocket_timeout", "-1", "{app}",
     ],
     "runserver": ["manage.py", "runserver", "--noreload", "{host}:{port}"],
 }  # fmt: skip

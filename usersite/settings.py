@@ -45,7 +45,9 @@ else:
             raise ImproperlyConfigured(f"{name} must be set when DEBUG is off (README.md).")
 
 INSTALLED_APPS = [
-    # daphne first: its runserver serves HTTP and WebSockets (system check daphne.E001).
+    # users first: its runserver (daphne's, sending lists of any size) overrides daphne's.
+    "users",
+    # daphne before staticfiles: its runserver serves HTTP and WebSockets (daphne.E001).
     "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
@@ -57,7 +59,6 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",  # app clients' tokens, kept in the database
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's files, served locally: no CDN
-    "users",
 ]
 
 MIDDLEWARE = [
@@ -212,9 +213,6 @@ USERS_REST_WRITE_RATE = os.environ.get("USERS_REST_WRITE_RATE", "10/s")  # DRF's
 USERS_MAX_FRAME_LENGTH = int(os.environ.get("USERS_MAX_FRAME_LENGTH", 65536))
 USERS_SOCKET_CREATE_RATE = float(os.environ.get("USERS_SOCKET_CREATE_RATE", 5))
 USERS_SOCKET_CREATE_BURST = int(os.environ.get("USERS_SOCKET_CREATE_BURST", 20))
-# runserver's daphne caps incoming messages as servers.py caps uvicorn and daphne.
-DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = 1024 * 1024
-
 # A server process publishes the list at most once per this many seconds: the
 # first change after a quiet spell at once, the changes of a burst together.
 USERS_PUBLISH_INTERVAL = float(os.environ.get("USERS_PUBLISH_INTERVAL", 0.1))

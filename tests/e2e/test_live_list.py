@@ -11,6 +11,7 @@ from tests.e2e.clients import (
     admin_create,
     admin_session,
     database_list,
+    long_named_users,
     next_list,
     rest_create,
     unique_name,
@@ -101,3 +102,18 @@ async def test_runserver_serves_the_api_and_the_socket(start_server):
         await next_list(ws)
         await ws.send(json.dumps({"action": "create", "name": name}))
         assert name in [user["name"] for user in await next_list(ws)]
+
+
+async def test_runserver_sends_lists_over_a_mebibyte(start_server, server_env):
+    with long_named_users(server_env, count=8000, name_length=150):  # a list of about 1.5 MB
+        development = start_server("runserver")
+        async with connect(development.ws_url, max_size=None) as ws:
+            first = await next_list(ws, timeout=10)
+            assert len(json.dumps(first)) > 1024 * 1024
+            name = unique_name("Runserver large")
+            await rest_create(development, name)
+            assert name in [user["name"] for user in await next_list(ws, timeout=10)]
+        development.stop()
+    log = development.log.read_text()
+    assert "ERROR" not in log, log[-2000:]
+    assert "Task exception was never retrieved" not in log
