@@ -10,7 +10,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from servers import ROOT, free_port
+from servers import ROOT, free_port_range
 from tests.e2e.clients import (
     ListWatcher,
     admin_create,
@@ -88,7 +88,7 @@ async def test_concurrent_writers_on_both_processes_leave_every_client_on_the_da
 
 
 async def test_dev_py_cluster_starts_processes_that_share_the_list(server_env):
-    first_port = free_port()
+    first_port = free_port_range(2)
     cluster = await asyncio.create_subprocess_exec(
         *[sys.executable, "dev.py", "cluster", "--processes", "2", "--port", str(first_port)],
         cwd=ROOT,
