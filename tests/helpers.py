@@ -5,6 +5,10 @@ import json
 from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from django.db import connection, transaction
+
+from users import snapshots
+from users.models import User
 
 
 async def receive_list(communicator, timeout: float = 3) -> list:
@@ -29,3 +33,18 @@ def make_account(username: str = "editor", *, perms=()):
 
 
 amake_account = sync_to_async(make_account)
+
+
+def change_without_broadcast(name: str) -> User:
+    """Commit a new user and its version bump, as a writer whose publish then failed."""
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO users_user (name, email, created_at, updated_at) "
+                "VALUES (%s, '', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+                [name],
+            )
+        snapshots.bump_version()
+    user = User.objects.get(name=name)
+    connection.close()  # the caller's thread may be a throwaway one
+    return user

@@ -1,43 +1,182 @@
+import asyncio
+import threading
+
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models.signals import pre_save
 
-from tests.helpers import receive_list, wire
-from users import services
-from users.models import User, UserListVersion
+from tests.helpers import change_without_broadcast, receive_list, wire
+from users import relay, services, snapshots
+from users.models import User
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@database_sync_to_async
-def change_without_broadcast(name: str) -> User:
-    """Commit a change and its version bump, as a writer whose publish then failed."""
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "INSERT INTO users_user (name, email, created_at, updated_at) "
-                "VALUES (%s, '', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
-                [name],
-            )
-        UserListVersion.objects.filter(pk=1).update(number=F("number") + 1)
-    return User.objects.get(name=name)
+async def connected_sockets(connect, count: int = 1) -> list:
+    """Open sockets and take the list each gets on connect."""
+    sockets = [await connect() for _ in range(count)]
+    for socket in sockets:
+        await receive_list(socket)
+    return sockets
+
+
+async def test_a_committed_create_reaches_every_socket_once(connect):
+    sockets = await connected_sockets(connect, 2)
+    ann = await database_sync_to_async(services.user_create)(name="Ann", email="a@example.org")
+    for socket in sockets:
+        assert await receive_list(socket) == [wire(ann)]
+        assert await socket.receive_nothing()
+
+
+async def test_every_change_reaches_the_sockets(connect):
+    (socket,) = await connected_sockets(connect)
+    ann = await database_sync_to_async(services.user_create)(name="Ann")
+    assert await receive_list(socket) == [wire(ann)]
+    await database_sync_to_async(services.user_update)(ann, name="Anna")
+    assert await receive_list(socket) == [wire(ann)]
+    await database_sync_to_async(services.user_delete)(ann)
+    assert await receive_list(socket) == []
+
+
+async def test_a_rolled_back_change_sends_nothing(connect):
+    (socket,) = await connected_sockets(connect)
+
+    def create_then_fail():
+        with transaction.atomic():
+            services.user_create(name="Ghost")
+            raise RuntimeError("abort")
+
+    with pytest.raises(RuntimeError):
+        await database_sync_to_async(create_then_fail)()
+    assert await socket.receive_nothing(timeout=0.5)
+    assert not await User.objects.aexists()
+
+
+async def test_a_transaction_of_many_changes_sends_one_list(connect):
+    (socket,) = await connected_sockets(connect)
+    await database_sync_to_async(User.objects.bulk_create)([User(name=f"U{i}") for i in range(5)])
+    assert len(await receive_list(socket)) == 5
+    # QuerySet.delete() sends post_delete for each row, all in one transaction.
+    await database_sync_to_async(User.objects.all().delete)()
+    assert await receive_list(socket) == []
+    assert await socket.receive_nothing(timeout=0.5)
+
+
+async def test_orm_code_outside_the_services_reaches_the_sockets(connect):
+    (socket,) = await connected_sockets(connect)
+    ann = await User.objects.acreate(name="Ann")
+    assert await receive_list(socket) == [wire(ann)]
+    await database_sync_to_async(User.objects.filter(pk=ann.pk).update)(email="ann@example.org")
+    assert (await receive_list(socket))[0]["email"] == "ann@example.org"
+    await database_sync_to_async(User.objects.bulk_update)([User(pk=ann.pk, name="Anna")], ["name"])
+    assert (await receive_list(socket))[0]["name"] == "Anna"
+
+
+async def test_an_update_matching_nothing_sends_nothing(connect):
+    (socket,) = await connected_sockets(connect)
+    await database_sync_to_async(User.objects.filter(name="nobody").update)(name="x")
+    assert await socket.receive_nothing(timeout=0.5)
+
+
+async def test_changes_committed_during_a_publish_share_the_next_one(connect, monkeypatch):
+    (socket,) = await connected_sockets(connect)
+    read = snapshots.acurrent_snapshot.read
+
+    def slow_read():
+        threading.Event().wait(0.3)  # on the database thread; the loop runs on
+        return read()
+
+    monkeypatch.setattr(snapshots.acurrent_snapshot, "read", slow_read)
+
+    def create_one_by_one():
+        for i in range(10):
+            services.user_create(name=f"U{i}")  # ten transactions, ten commits
+
+    # Another thread, so that the creates do not queue behind the slow reads.
+    await asyncio.to_thread(create_one_by_one)
+    lists = [await receive_list(socket)]
+    while len(lists[-1]) < 10:
+        lists.append(await receive_list(socket))
+    # The first commit is published at once; the nine during that publish, together.
+    assert len(lists) <= 2
+    assert await socket.receive_nothing(timeout=0.5)
+
+
+def test_a_failed_publish_is_logged_and_the_write_stands(settings, caplog, unused_tcp_port):
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [f"redis://127.0.0.1:{unused_tcp_port}/0"]},
+        }
+    }
+    user = services.user_create(name="Kept")
+    assert User.objects.filter(pk=user.pk).exists()
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [
+        "Could not publish the users list"
+    ]
 
 
 async def test_a_list_whose_broadcast_went_missing_still_reaches_the_sockets(connect):
-    await database_sync_to_async(services.user_create)(name="Ann")  # the version row exists
-    socket = await connect()
-    await receive_list(socket)
-    lost = await change_without_broadcast("Lost")
+    (socket,) = await connected_sockets(connect)
+    lost = await database_sync_to_async(change_without_broadcast)("Lost")
     # The relay checks the version every second and resends after a whole check behind.
-    received = await receive_list(socket, timeout=5)
-    assert wire(lost) in received
+    assert await receive_list(socket, timeout=5) == [wire(lost)]
 
 
 async def test_sockets_share_one_relay_and_each_gets_every_list(connect):
-    sockets = [await connect() for _ in range(3)]
-    for socket in sockets:
-        await receive_list(socket)
+    sockets = await connected_sockets(connect, 3)
+    assert len(relay.relay().sockets) == 3
     ann = await database_sync_to_async(services.user_create)(name="Ann")
     for socket in sockets:
         assert await receive_list(socket) == [wire(ann)]
+
+
+async def receive_until_holding(socket, names: set, timeout: float) -> None:
+    """Receive lists until one holds users of all ``names``; fail after ``timeout``."""
+    async with asyncio.timeout(timeout):
+        while not names <= {user["name"] for user in await receive_list(socket)}:
+            pass
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="SQLite runs one writer at a time: no such race"
+)
+async def test_two_first_writers_at_once_both_reach_every_socket_at_once(connect):
+    sockets = await connected_sockets(connect, 2)
+    both_about_to_insert = threading.Barrier(2, timeout=5)
+
+    def wait_for_the_other(sender, instance, **kwargs):
+        both_about_to_insert.wait()
+
+    def create_on_own_connection(name: str) -> None:
+        try:
+            services.user_create(name=name)
+        finally:
+            connection.close()
+
+    pre_save.connect(wait_for_the_other, sender=User, dispatch_uid="first writers")
+    try:
+        await asyncio.gather(
+            asyncio.to_thread(create_on_own_connection, "Ann"),
+            asyncio.to_thread(create_on_own_connection, "Bob"),
+        )
+    finally:
+        pre_save.disconnect(sender=User, dispatch_uid="first writers")
+    # Well within the relay's one-second catch-up, which would hide a lost list.
+    for socket in sockets:
+        await receive_until_holding(socket, {"Ann", "Bob"}, timeout=0.5)
+
+
+async def test_a_relay_whose_listener_fails_restarts_it_and_the_next_change_arrives(
+    connect, caplog
+):
+    (socket,) = await connected_sockets(connect)
+    malformed = {"type": relay.SNAPSHOT_EVENT}  # no version, no text
+    await get_channel_layer().group_send(relay.GROUP, malformed)
+    ann = await database_sync_to_async(services.user_create)(name="Ann")
+    assert await receive_list(socket, timeout=0.5) == [wire(ann)]
+    failures = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert [r.exc_info[0] for r in failures] == [KeyError]
+    assert "restarting" in failures[0].getMessage()

@@ -1,11 +1,9 @@
-import json
-
 import pytest
 from asgiref.sync import sync_to_async
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from tests.helpers import make_account, wire
+from tests.helpers import make_account, receive_list, wire
 from users import services
 from users.models import User
 
@@ -151,13 +149,14 @@ def test_an_app_writes_with_its_token_until_it_is_revoked(api, settings):
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_a_rest_write_is_published_to_the_group(group_listener):
+async def test_a_rest_write_reaches_the_sockets(connect):
+    socket = await connect()
+    await receive_list(socket)
     response = await sync_to_async(APIClient().post)(
         "/api/v1/users", {"name": "Ann"}, format="json"
     )
     assert response.status_code == 201
-    event = await group_listener()
-    assert json.loads(event["text"]) == [response.json()]
+    assert await receive_list(socket) == [response.json()]
 
 
 def test_writes_over_the_rate_get_429_and_reads_are_not_counted(api, settings):

@@ -10,8 +10,8 @@ class UsersConfig(AppConfig):
         from django.db.models.signals import post_delete, post_save
 
         from .models import User
+        from .relay import record_change
         from .signals import users_changed
-        from .snapshots import record_change
 
         post_save.connect(record_change, sender=User, dispatch_uid="users.saved")
         post_delete.connect(record_change, sender=User, dispatch_uid="users.deleted")

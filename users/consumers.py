@@ -53,7 +53,7 @@ class UserListConsumer(AsyncJsonWebsocketConsumer):
     """
     Keep one client on the newest list.
 
-    The process's SnapshotRelay, not each socket, listens to the users group
+    The process's Relay, not each socket, listens to the users group
     (users.relay), so a socket has no channel-layer channel of its own.
     Snapshots reach the client through a one-place mailbox: a newer one
     replaces one not yet sent, so a slow client costs at most one pending list,
@@ -62,7 +62,8 @@ class UserListConsumer(AsyncJsonWebsocketConsumer):
     every list is sent.
     """
 
-    gave_up_on_slow_client = False
+    gave_up = False
+    sender: asyncio.Task | None = None  # runs only while a list is being sent
     create_allowance: TokenBucket | None = None  # made by the first create: idle sockets stay small
     groups = ()  # the relay is the group's member; and no list per instance
 
@@ -81,23 +82,22 @@ class UserListConsumer(AsyncJsonWebsocketConsumer):
         except StopConsumer:
             pass
         except asyncio.CancelledError:
-            if not self.gave_up_on_slow_client:
+            if not self.gave_up:
                 raise
         finally:
             relay().discard(self)
 
     async def connect(self):
-        """Register with the relay, accept the socket and send the current list."""
+        """Accept the socket, register with the relay and send the current list."""
         self.consumer_task = asyncio.current_task()
         # The newest version offered, and its snapshot until it is sent: an idle
         # socket holds neither a list nor a task.
         self.version = -1
         self.unsent: snapshots.Snapshot | None = None
-        self.sender: asyncio.Task | None = None
-        # Registered before reading the list, so that no change falls in between.
-        await relay().add(self)
         offered = self.scope.get("subprotocols", ())
         await self.accept(SUBPROTOCOL if SUBPROTOCOL in offered else None)
+        # Registered before reading the list, so that no change falls in between.
+        await relay().add(self)
         self.offer(await snapshots.acurrent_snapshot())
 
     async def disconnect(self, code):
@@ -149,15 +149,21 @@ class UserListConsumer(AsyncJsonWebsocketConsumer):
                 async with asyncio.timeout(timeout):
                     await self.send(text_data=snapshot.text)
         except TimeoutError:
-            # Not even a close frame gets past the unread data: end the
-            # consumer; the server then closes the connection.
             logger.info("Dropping a socket that took no list for %s s", timeout)
-            self.gave_up_on_slow_client = True
-            self.consumer_task.cancel()
+            self.end()
         except CLIENT_GONE:
             pass
+        except Exception:
+            logger.exception("Could not send the users list; closing that socket")
+            self.end()
         finally:
             self.sender = None
+
+    def end(self) -> None:
+        """End this consumer; the server then closes the connection."""
+        # Not even a close frame would get past a client's unread data.
+        self.gave_up = True
+        self.consumer_task.cancel()
 
     async def create_user(self, data: dict | None) -> None:
         if self.create_allowance is None:

@@ -1,40 +1,140 @@
 """
-The live list's one listener per server process.
+The live list's delivery: publish after each commit, relay to this process's sockets.
 
-Were every socket to join the users group, the channel layer would carry one
-membership, one receive loop and one delivery per socket and change. Instead a
-relay per process (per event loop) joins the group once and hands each
-snapshot to its local sockets with a plain method call, so the layer carries
+A change to users is counted in the writer's transaction (``record_change``);
+after the commit, ``publish`` asks this server process's Publisher, which reads
+the snapshot once and sends it to the channel layer's ``users`` group. One
+Relay per server process is that group's member for all the process's sockets
+and offers each snapshot to them with a plain method call, so the layer carries
 one message per process and change, whatever the number of sockets.
 
-The relay also keeps that membership: it renews it well before the layer's
-``group_expiry``, and when Redis answers again after an outage or a restart
-(which wipes every membership) it rejoins and hands every socket the current
-list from the database, since what was published meanwhile is lost.
+The relay keeps that membership whole: its tasks are supervised (a task that
+fails is logged and restarted), it rejoins the group and offers the current
+list whenever the layer may have lost what was sent to it (an outage, a Redis
+restart, which forgets every membership), renews the membership before the
+layer's group expiry, and checks once a second that no committed version went
+unoffered.
 """
 
 import asyncio
+import contextvars
 import logging
 import time
 import weakref
-from contextlib import suppress
 
 import redis.asyncio as redis
+from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import transaction
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 
 from . import snapshots
-from .layers import LAYER_ERRORS
+
+GROUP = "users"
+SNAPSHOT_EVENT = "users.snapshot"
+
+# Errors of a Redis that is down or restarting.
+LAYER_ERRORS = (RedisError, OSError)
+
+CHECK_INTERVAL = 1.0  # seconds between the relay's checks: the delay of a catch-up
+OUTAGE_RETRY_INTERVAL = 0.1  # seconds between attempts to reach a layer that is down
+FAILURE_RETRY_FIRST, FAILURE_RETRY_MAX = 0.1, 10.0  # backoff after any other failure
 
 logger = logging.getLogger(__name__)
 
-CHECK_INTERVAL = 1.0  # seconds between checks of the layer: the delay of a recovery
+
+def record_change(sender, **kwargs) -> None:
+    """
+    Count a change to users in the writer's transaction; publish after it commits.
+
+    Connected to the User model's post_save, post_delete and users_changed. A
+    transaction of many changes asks once per change: the publisher folds them.
+    """
+    snapshots.bump_version()
+    # robust: whatever goes wrong in publishing, the committed write stands.
+    transaction.on_commit(publish, robust=True)
 
 
-class SnapshotRelay:
-    """Receive the group's snapshots for this event loop and offer them to its sockets."""
+def publish() -> None:
+    """
+    Publish the current list, after a commit.
 
-    def __init__(self):
+    In a server process whose sockets started a relay, ask its publisher and
+    return at once. A management command or a shell has no such loop: it
+    publishes from its own thread.
+    """
+    current = _relay
+    if current is not None and current.loop.is_running():
+        current.publisher.request_threadsafe()
+    else:
+        async_to_sync(publish_now)()
+
+
+async def publish_now() -> None:
+    """Read the current snapshot and send it to the group; log a failure."""
+    try:
+        snapshot = await snapshots.acurrent_snapshot()
+        await send_to_group(snapshot)
+    except Exception:
+        # The relays' catch-up resends the list once the cause is gone.
+        logger.exception("Could not publish the users list")
+    else:
+        logger.debug("Published users list version %s", snapshot.version)
+
+
+async def send_to_group(snapshot: snapshots.Snapshot) -> None:
+    event = {"type": SNAPSHOT_EVENT, "version": snapshot.version, "text": snapshot.text}
+    layer = get_channel_layer()
+    try:
+        await layer.group_send(GROUP, event)
+    except RedisConnectionError:
+        # A Redis restart leaves the pool's idle connections dead, and the
+        # first command on one fails; redis-py drops it, so this connects anew.
+        await layer.group_send(GROUP, event)
+
+
+class Publisher:
+    """
+    Publish for a server process: at most one publish in flight and one pending.
+
+    A change while idle is published at once. The changes that commit while a
+    publish runs share the next one, whose read starts after they asked, so
+    none is left out and a burst costs as many publishes as fit in its time.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.pending = False
+        self.running: asyncio.Task | None = None
+
+    def request_threadsafe(self) -> None:
+        """Ask for a publish from a writer's thread, without waiting for it."""
+        # A context of its own: the writer's holds its request's executor,
+        # which Django shuts when the response is sent.
+        self.loop.call_soon_threadsafe(self.request, context=contextvars.Context())
+
+    def request(self) -> None:
+        self.pending = True
+        if self.running is None:
+            self.running = self.loop.create_task(self.run())
+
+    async def run(self) -> None:
+        try:
+            while self.pending:
+                self.pending = False
+                await publish_now()
+        finally:
+            self.running = None
+
+
+class Relay:
+    """Receive the group's snapshots for this process and offer them to its sockets."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.publisher = Publisher(loop)
         self.sockets = weakref.WeakSet()
         self.layer = get_channel_layer()
         self.renew_interval = getattr(self.layer, "group_expiry", 86400) / 4
@@ -45,13 +145,15 @@ class SnapshotRelay:
         self.committed_at_last_check = 0
 
     async def add(self, socket) -> None:
-        """Offer snapshots to ``socket`` from now on; return once the relay is in the group."""
+        """Offer snapshots to ``socket`` from now on, once the relay has tried to join."""
         self.sockets.add(socket)
         if not self.tasks:
-            # Started by the loop's first socket, the relay runs as long as the loop.
-            # Set before any await, so that sockets connecting meanwhile share it.
-            self.tasks = [asyncio.create_task(self.listen()), asyncio.create_task(self.watch())]
-            snapshots.publish_from_this_loop()
+            # Started by the first socket, the relay runs as long as the loop.
+            # A context of its own, not that socket's.
+            self.tasks = [
+                self.loop.create_task(self.supervise(job), context=contextvars.Context())
+                for job in (self.listen, self.watch)
+            ]
         await self.joined_once.wait()
 
     def discard(self, socket) -> None:
@@ -63,41 +165,53 @@ class SnapshotRelay:
         for socket in list(self.sockets):
             socket.offer(snapshot)
 
+    async def supervise(self, job) -> None:
+        """Run ``job`` for the life of the loop, restarting it whenever it fails."""
+        delay = FAILURE_RETRY_FIRST
+        while True:
+            started = self.loop.time()
+            try:
+                await job()
+            except Exception as exc:
+                # redis-py can report the cancellation of a blocking read as a
+                # TimeoutError; a relay whose loop is closing must stop.
+                if asyncio.current_task().cancelling():
+                    raise asyncio.CancelledError from exc
+                if isinstance(exc, LAYER_ERRORS):
+                    # An outage: watch() reports it once; try again soon, quietly.
+                    logger.debug("The relay's %s waits for the layer: %s", job.__name__, exc)
+                    await asyncio.sleep(OUTAGE_RETRY_INTERVAL)
+                    continue
+                if self.loop.time() - started > FAILURE_RETRY_MAX:
+                    delay = FAILURE_RETRY_FIRST  # it had run well for a while: start over
+                logger.exception("The relay's %s failed; restarting in %.1f s", job.__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, FAILURE_RETRY_MAX)
+
     async def listen(self) -> None:
-        self.channel = await self.layer.new_channel()
-        await self.join()
-        # Sockets read their first list after this join; a version committed
-        # before it needs no broadcast.
+        """Join the group, offer the current list, then every snapshot the group carries."""
+        if self.channel is None:
+            self.channel = await self.layer.new_channel()
         try:
-            self.offered_version = max(self.offered_version, await snapshots.acurrent_version())
-        except Exception:
-            logger.exception("Could not read the list's version")
-        try:
-            while True:
-                event = await self.layer.receive(self.channel)
-                if event["type"] == snapshots.SNAPSHOT_EVENT:
-                    self.offer_all(snapshots.Snapshot.from_event(event))
+            await self.rejoin()
         finally:
-            # The loop is closing: leave rather than wait for the membership to expire.
-            await asyncio.shield(self.leave())
+            self.joined_once.set()  # sockets wait for the first attempt only
+        while True:
+            event = await self.layer.receive(self.channel)
+            self.offer_all(snapshots.Snapshot(event["version"], event["text"]))
 
-    async def join(self) -> bool:
-        try:
-            await self.layer.group_add(snapshots.GROUP, self.channel)
-        except LAYER_ERRORS as exc:
-            logger.warning("Could not join the users group; retrying: %s", exc)
-            return False
-        else:
-            return True
-        finally:
-            self.joined_once.set()
+    async def rejoin(self) -> None:
+        """
+        Join the group and offer the current list.
 
-    async def leave(self) -> None:
-        with suppress(*LAYER_ERRORS):  # otherwise the membership expires by itself
-            await self.layer.group_discard(snapshots.GROUP, self.channel)
+        At the first join, and after a failure or a restart of the layer, what
+        was published before may not have reached this relay.
+        """
+        await self.layer.group_add(GROUP, self.channel)
+        self.offer_all(await snapshots.acurrent_snapshot())
 
     async def watch(self) -> None:
-        """Every CHECK_INTERVAL: rejoin if the layer may have lost the membership."""
+        """Every CHECK_INTERVAL: catch up, rejoin a layer that restarted, renew the membership."""
         await self.joined_once.wait()  # listen() has made the channel to rejoin with
         client = redis.from_url(settings.REDIS_URL) if settings.REDIS_URL else None
         try:
@@ -112,10 +226,11 @@ class SnapshotRelay:
                         logger.warning("The channel layer is unreachable; sockets wait for it")
                     known = None
                 elif identity != known:
-                    logger.warning("The channel layer is back; rejoining and resending the list")
-                    if await self.join() and await self.resend_current_list():
-                        known, renewed_at = identity, time.monotonic()
-                elif time.monotonic() - renewed_at > self.renew_interval and await self.join():
+                    logger.warning("The channel layer is back; rejoining the users group")
+                    await self.rejoin()
+                    known, renewed_at = identity, time.monotonic()
+                elif time.monotonic() - renewed_at > self.renew_interval:
+                    await self.layer.group_add(GROUP, self.channel)
                     renewed_at = time.monotonic()
         finally:
             if client is not None:
@@ -126,25 +241,14 @@ class SnapshotRelay:
         Resend the list if a version committed a whole check ago was never offered.
 
         A snapshot can go missing without the layer going down: a publish that
-        failed (a database or Redis error, logged by the writer), a message
-        dropped over the layer's capacity. One small query per process and
-        second bounds how long a client can stay behind.
+        failed (logged by the publisher), a message dropped over the layer's
+        capacity. One small query per process and second bounds how long a
+        client can stay behind.
         """
         if self.offered_version < self.committed_at_last_check:
             logger.warning("A published list went missing; resending the current one")
-            await self.resend_current_list()
-        try:
-            self.committed_at_last_check = await snapshots.acurrent_version()
-        except Exception:
-            logger.exception("Could not read the list's version")
-
-    async def resend_current_list(self) -> bool:
-        try:
             self.offer_all(await snapshots.acurrent_snapshot())
-        except Exception:
-            logger.exception("Could not read the list to resend it; retrying")
-            return False
-        return True
+        self.committed_at_last_check = await snapshots.acurrent_version()
 
     @staticmethod
     async def identity(client) -> str | None:
@@ -161,14 +265,13 @@ class SnapshotRelay:
             return None
 
 
-_relays: dict[asyncio.AbstractEventLoop, SnapshotRelay] = {}
+_relay: Relay | None = None
 
 
-def relay() -> SnapshotRelay:
-    """Return the relay of the running event loop."""
+def relay() -> Relay:
+    """Return the relay of the running event loop: a server process runs one loop."""
+    global _relay
     loop = asyncio.get_running_loop()
-    if loop not in _relays:
-        for closed in [other for other in _relays if other.is_closed()]:
-            del _relays[closed]
-        _relays[loop] = SnapshotRelay()
-    return _relays[loop]
+    if _relay is None or _relay.loop is not loop:
+        _relay = Relay(loop)
+    return _relay

@@ -140,28 +140,20 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 # How long a group membership lasts unless renewed; the users app renews its
 # membership well before (users.relay).
 CHANNEL_GROUP_EXPIRY = int(os.environ.get("CHANNEL_GROUP_EXPIRY", 86400))
-if not REDIS_URL:
+if REDIS_URL:
+    # channels-redis' core layer (docs/performance.md says why not pub/sub).
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "group_expiry": CHANNEL_GROUP_EXPIRY},
+        }
+    }
+else:
     # One process only: fine for runserver, not for several server processes.
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels.layers.InMemoryChannelLayer",
             "CONFIG": {"group_expiry": CHANNEL_GROUP_EXPIRY},
-        }
-    }
-elif os.environ.get("CHANNEL_LAYER", "core") == "pubsub":
-    # Kept for comparison (bench/fanout.py); docs/performance.md says why core is the default.
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
-        }
-    }
-else:
-    CHANNEL_LAYERS = {
-        "default": {
-            # channels-redis' core layer, whose receive() waits out a Redis outage.
-            "BACKEND": "users.layers.OutageTolerantRedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "group_expiry": CHANNEL_GROUP_EXPIRY},
         }
     }
 
@@ -213,9 +205,6 @@ USERS_REST_WRITE_RATE = os.environ.get("USERS_REST_WRITE_RATE", "10/s")  # DRF's
 USERS_MAX_FRAME_LENGTH = int(os.environ.get("USERS_MAX_FRAME_LENGTH", 65536))
 USERS_SOCKET_CREATE_RATE = float(os.environ.get("USERS_SOCKET_CREATE_RATE", 5))
 USERS_SOCKET_CREATE_BURST = int(os.environ.get("USERS_SOCKET_CREATE_BURST", 20))
-# A server process publishes the list at most once per this many seconds: the
-# first change after a quiet spell at once, the changes of a burst together.
-USERS_PUBLISH_INTERVAL = float(os.environ.get("USERS_PUBLISH_INTERVAL", 0.1))
 
 # --- Auth, i18n, static files --------------------------------------------------
 

@@ -145,3 +145,23 @@ async def test_a_client_that_never_reads_is_closed_and_never_delays_the_others(
     print(f"{creates} creates; RSS grew {(rss_after - rss_before) / 1e6:.1f} MB")
     print(f"the slow client was sent {sent_to_slow_client / 1e6:.1f} of {unread / 1e6:.1f} MB")
     assert sent_to_slow_client < unread / 2, "stale lists were not dropped"
+
+
+async def test_the_first_change_after_a_redis_restart_reaches_every_client_at_once(
+    start_server, own_redis
+):
+    server = start_server("uvicorn", REDIS_URL=own_redis.url)
+    sockets = [await connect(server.ws_url) for _ in range(3)]
+    watchers = [ListWatcher(ws) for ws in sockets]
+    await ListWatcher.all_end_on(watchers, await database_list(server))
+    await rest_create(server, unique_name("before restart"))  # the pool holds connections
+    await ListWatcher.all_end_on(watchers, await database_list(server))
+
+    own_redis.stop()
+    own_redis.start()
+    log_before_change = len(server.log.read_text())
+    await rest_create(server, unique_name("right after restart"))
+    await ListWatcher.all_end_on(watchers, await database_list(server), timeout=0.5)
+    assert " ERROR " not in server.log.read_text()[log_before_change:]
+    for ws in sockets:
+        await ws.close()
