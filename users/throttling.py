@@ -5,6 +5,7 @@ import time
 
 from django.conf import settings
 from redis.exceptions import RedisError
+from rest_framework.permissions import SAFE_METHODS
 from rest_framework.throttling import UserRateThrottle
 
 logger = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ class WriteRateThrottle(UserRateThrottle):
         return settings.USERS_REST_WRITE_RATE
 
     def allow_request(self, request, view):
-        if request.method in ("GET", "HEAD", "OPTIONS"):
+        if request.method in SAFE_METHODS:
             return True
         try:
             return super().allow_request(request, view)
