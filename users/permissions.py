@@ -1,7 +1,7 @@
 """Who may write users: one rule for REST and the socket."""
 
 from django.conf import settings
-from rest_framework.permissions import BasePermission
+from rest_framework.permissions import DjangoModelPermissionsOrAnonReadOnly
 
 
 def may_write(user, action: str) -> bool:
@@ -14,11 +14,11 @@ def may_write(user, action: str) -> bool:
     return settings.USERS_ANONYMOUS_WRITES or user.has_perm(f"users.{action}_user")
 
 
-class CanWriteUsers(BasePermission):
-    """Reads are open; writes follow ``may_write``."""
-
-    actions = {"POST": "add", "PUT": "change", "PATCH": "change", "DELETE": "delete"}
+class CanWriteUsers(DjangoModelPermissionsOrAnonReadOnly):
+    """
+    ``may_write`` for REST: reads are open to anyone; writes are open when
+    USERS_ANONYMOUS_WRITES is on, and otherwise need DRF's per-method model permission.
+    """
 
     def has_permission(self, request, view):
-        action = self.actions.get(request.method)
-        return action is None or may_write(request.user, action)
+        return settings.USERS_ANONYMOUS_WRITES or super().has_permission(request, view)
