@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
 from django.views.generic import TemplateView
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics
 from rest_framework.response import Response
 
@@ -43,12 +43,9 @@ class UserViewMixin:
     throttle_classes = [WriteRateThrottle]
 
 
+@extend_schema_view(get=extend_schema(responses=UserListSerializer))
 class UserList(UserViewMixin, generics.ListCreateAPIView):
     """List every user, or create one."""
-
-    @extend_schema(responses=UserListSerializer)
-    def get(self, request, *args, **kwargs):
-        return super().get(request, *args, **kwargs)
 
     def list(self, request, *args, **kwargs):
         return Response(UserListSerializer({"users": self.get_queryset()}).data)
