@@ -137,6 +137,30 @@ def test_without_anonymous_writes_each_write_needs_its_permission(
     assert getattr(api, method)(path(ann), body, format="json").status_code in (200, 201, 204)
 
 
+@pytest.mark.parametrize("method", ["get", "head", "options"])
+@pytest.mark.parametrize("login", [False, True], ids=["anonymous", "without-permissions"])
+def test_without_anonymous_writes_reads_stay_open_to_anyone(api, settings, method, login):
+    settings.USERS_ANONYMOUS_WRITES = False
+    ann = services.user_create(name="Ann")
+    if login:
+        api.force_login(make_account("reader"))
+    for path in ("/api/v1/users", detail(ann)):
+        assert getattr(api, method)(path).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("anonymous_writes", "perms", "offered"),
+    [(True, [], {"POST"}), (False, [], set()), (False, ["add_user"], {"POST"})],
+)
+def test_options_offers_the_create_form_only_to_those_who_may_add(
+    api, settings, anonymous_writes, perms, offered
+):
+    settings.USERS_ANONYMOUS_WRITES = anonymous_writes
+    if perms:
+        api.force_login(make_account("writer", perms=perms))
+    assert set(api.options("/api/v1/users").json().get("actions", {})) == offered
+
+
 def test_an_app_writes_with_its_token_until_it_is_revoked(api, settings):
     settings.USERS_ANONYMOUS_WRITES = False
     token = Token.objects.create(user=make_account("app", perms=["add_user"]))
