@@ -17,6 +17,8 @@ CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
+# The page's socket, for page.route_web_socket.
+SOCKET_URL = "**/api/v1/users/ws"
 
 
 @pytest.fixture(scope="module")
@@ -35,12 +37,16 @@ def browser():
 
 @pytest.fixture
 def open_page(browser):
+    """Open the page, phone-sized; ``route_socket`` (a WebSocketRoute handler) routes its socket."""
     contexts = []
 
-    def open_(url: str):
+    def open_(url: str, route_socket=None):
         context = browser.new_context(viewport={"width": 390, "height": 844})  # a phone
         contexts.append(context)
         page = context.new_page()
+        if route_socket:
+            # Installed before goto: only sockets opened after this are routed.
+            page.route_web_socket(SOCKET_URL, route_socket)
         page.goto(url)
         expect(page.locator("#connection")).to_have_text("Live")
         return page
