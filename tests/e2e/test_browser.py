@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 
 import httpx
 import pytest
@@ -122,3 +123,128 @@ def test_after_a_server_restart_the_page_reconnects_and_shows_the_current_list(
     server.start()
     expect(page.locator("#connection")).to_have_text("Live", timeout=30_000)
     expect(user_item(page, name)).to_be_visible()
+
+
+class HoldingRelay:
+    """
+    A WebSocket route that relays the page's socket to the server but holds
+    what the page sends until ``release()``: the test decides whether the
+    page's create or another client's change reaches the page first.
+    """
+
+    def __init__(self):
+        self.held, self.server, self.page_side = [], None, None
+
+    def __call__(self, ws) -> None:
+        # Called again for the socket the page opens when it reconnects.
+        self.page_side, self.server = ws, ws.connect_to_server()
+        ws.on_message(lambda frame: self.held.append(frame))
+
+    def wait_for_frame(self, page, timeout_ms: int = 5000) -> None:
+        # The route's callbacks run only while Playwright waits, so wait in small steps.
+        for _ in range(timeout_ms // 20):
+            if self.held:
+                return
+            page.wait_for_timeout(20)
+        raise AssertionError("the page sent nothing")
+
+    def release(self) -> None:
+        for frame in self.held:
+            self.server.send(frame)
+        self.held.clear()
+
+    def drop_connection(self) -> None:
+        """Lose the held frames and close both sides, as a network failure would."""
+        self.held.clear()
+        self.server.close()
+        self.page_side.close()
+
+
+def submit(page, name: str, email: str) -> None:
+    page.get_by_label("Name").fill(name)
+    page.get_by_label("Email").fill(email)
+    page.get_by_role("button", name="Add").click()
+
+
+def another_client_adds_a_user(page, server) -> None:
+    """Add a user through REST and wait until the page shows it."""
+    other = unique_name("Someone else")
+    httpx.post(f"{server.url}/api/v1/users", json={"name": other}).raise_for_status()
+    expect(user_item(page, other)).to_be_visible()
+
+
+def expect_form(page, name: str, email: str) -> None:
+    expect(page.get_by_label("Name")).to_have_value(name)
+    expect(page.get_by_label("Email")).to_have_value(email)
+
+
+def test_another_clients_change_during_a_submit_leaves_the_form_until_its_own_user_appears(
+    start_server, open_page
+):
+    server = start_server("uvicorn")
+    relay = HoldingRelay()
+    page = open_page(server.url, route_socket=relay)
+    name, email = unique_name("Mine"), f"{uuid.uuid4().hex[:8]}@example.org"
+    submit(page, f"  {name} ", email)
+    relay.wait_for_frame(page)
+    another_client_adds_a_user(page, server)
+    expect_form(page, f"  {name} ", email)
+    relay.release()
+    expect(user_item(page, name)).to_contain_text(email)
+    expect_form(page, "", "")
+
+
+def test_an_error_after_another_clients_change_shows_next_to_the_kept_input(
+    start_server, open_page
+):
+    server = start_server("uvicorn")
+    taken = f"taken-{uuid.uuid4().hex[:8]}@example.org"
+    httpx.post(
+        f"{server.url}/api/v1/users", json={"name": "Owner", "email": taken}
+    ).raise_for_status()
+    relay = HoldingRelay()
+    page = open_page(server.url, route_socket=relay)
+    name = unique_name("Duplicate")
+    submit(page, name, taken)
+    relay.wait_for_frame(page)
+    another_client_adds_a_user(page, server)
+    expect_form(page, name, taken)
+    relay.release()
+    expect(page.locator("#email-error")).to_contain_text("already exists")
+    expect(page.get_by_label("Email")).to_have_attribute("aria-invalid", "true")
+    expect_form(page, name, taken)
+
+
+def test_typing_after_a_submit_is_kept_when_the_submitted_user_appears(start_server, open_page):
+    server = start_server("uvicorn")
+    relay = HoldingRelay()
+    page = open_page(server.url, route_socket=relay)
+    name = unique_name("Sent")
+    submit(page, name, "")
+    relay.wait_for_frame(page)
+    page.get_by_label("Name").fill("The next one")
+    relay.release()
+    expect(user_item(page, name)).to_be_visible()
+    expect_form(page, "The next one", "")
+
+
+def test_a_submit_lost_with_its_socket_can_be_sent_again_after_the_reconnect(
+    start_server, open_page
+):
+    server = start_server("uvicorn")
+    relay = HoldingRelay()
+    page = open_page(server.url, route_socket=relay)
+    name = unique_name("Lost")
+    submit(page, name, "")
+    relay.wait_for_frame(page)
+    relay.drop_connection()
+    expect(page.locator("#connection")).to_have_text("Reconnecting…")
+    expect(page.locator("#connection")).to_have_text("Live")
+    another_client_adds_a_user(page, server)
+    expect_form(page, name, "")
+    expect(page.get_by_role("button", name="Add")).to_be_enabled()
+    page.get_by_role("button", name="Add").click()
+    relay.wait_for_frame(page)
+    relay.release()
+    expect(user_item(page, name)).to_be_visible()
+    expect_form(page, "", "")
