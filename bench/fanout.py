@@ -2,16 +2,25 @@
 """
 Fan-out benchmark of the live list, against real server processes.
 
-    .venv/bin/python bench/fanout.py                          # fan-out: project vs naive
+    .venv/bin/python bench/fanout.py                  # fan-out: project, floor, naive
     .venv/bin/python bench/fanout.py --scenario burst         # 200 creates in 1 s, 500 clients
     .venv/bin/python bench/fanout.py --scenario memory --clients 5000
-    .venv/bin/python bench/fanout.py --layer core --processes 2   # needs Redis
+    .venv/bin/python bench/fanout.py --layer core --processes 2 --consumers project  # Redis
 
 fanout: start the server, prefill M users, connect N clients, make K creates one
 after another through REST, and report p50/p99 of the time until every client
 holds the new list, deliveries per second and the server's CPU seconds; for
-each consumer (the project's, and bench/naive.py written as the Channels
-tutorial teaches), with the ratio of their p50s.
+each consumer, one after another, each on the same uvicorn command
+(servers.py):
+  project  the project (usersite.asgi);
+  floor    bench/floor.py, a bare ASGI application (no Django) that keeps the
+           sockets and sends one pre-encoded list of the same size to all of
+           them on each create: what the server stack alone can do. It has no
+           database and no channel layer (--layer does not apply to it) and
+           runs in one process only;
+  naive    bench/naive.py, written as the Channels tutorial teaches.
+Ratio lines follow: project/floor (the issue's target: at most 1.3x at N=500,
+M=1,000) and naive/project (at least 4x).
 burst: K creates sent within --burst-seconds (1), evenly spaced and without
 waiting for answers, by 10 of the N clients over their sockets (or through
 REST with --via rest); time until every client holds the final list, and
@@ -45,7 +54,11 @@ from websockets.asyncio.client import connect  # noqa: E402
 
 from servers import NO_WRITE_LIMITS, ServerProcess, free_port  # noqa: E402
 
-APPS = {"project": "usersite.asgi:application", "naive": "bench.naive:application"}
+APPS = {
+    "project": "usersite.asgi:application",
+    "floor": "bench.floor:application",
+    "naive": "bench.naive:application",
+}
 LAYER_ENV = {
     "memory": {},
     "core": {"CHANNEL_LAYER": "core"},
@@ -54,13 +67,18 @@ LAYER_ENV = {
 
 
 class Deployment:
-    """Server processes on a fresh, prefilled database with the chosen channel layer."""
+    """
+    Server processes on a fresh, prefilled database with the chosen channel layer.
+
+    The floor has neither: it makes its M users itself (FLOOR_USERS).
+    """
 
     def __init__(self, args, consumer: str, workdir: Path):
         database_url = args.database_url or f"sqlite:///{workdir / f'{consumer}.sqlite3'}"
         self.env = {
             **os.environ,
             **LAYER_ENV[args.layer],
+            "FLOOR_USERS": str(args.users),
             "DATABASE_URL": database_url,
             "REDIS_URL": args.redis_url if args.layer != "memory" else "",
             "DEBUG": "false",
@@ -71,16 +89,19 @@ class Deployment:
             **NO_WRITE_LIMITS,
             "LOG_LEVEL": "WARNING",
         }
-        if args.layer != "memory":
-            redis.Redis.from_url(args.redis_url).flushdb()
-        self.manage("migrate", "--noinput", "-v0")
-        self.manage(
-            "shell",
-            "-c",
-            "from users.models import User; User.objects.all().delete(); "
-            "User.objects.bulk_create(User(name=f'Bench user {i}', email=f'user{i}@example.org') "
-            f"for i in range({args.users}))",
-        )
+        if consumer != "floor":
+            if args.layer != "memory":
+                redis.Redis.from_url(args.redis_url).flushdb()
+            self.manage("migrate", "--noinput", "-v0")
+            # bench/floor.py starts with the same users (ids 1 to M).
+            self.manage(
+                "shell",
+                "-c",
+                "from users.models import User; User.objects.all().delete(); "
+                "User.objects.bulk_create(User(name=f'Bench user {i}', "
+                "email=f'user{i}@example.org') "
+                f"for i in range({args.users}))",
+            )
         self.servers = [
             ServerProcess(
                 sys.executable, "uvicorn", free_port(), self.env,
@@ -275,19 +296,28 @@ def main() -> None:
         "--burst-seconds", type=float, default=1.0, help="burst: spread the K creates over this"
     )
     parser.add_argument("--processes", type=int, default=1, help="server processes (1)")
-    parser.add_argument("--consumers", default="project,naive", help="fanout: which consumers")
+    parser.add_argument(
+        "--consumers", default="project,floor,naive", help="fanout: which consumers, in order"
+    )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/15", help="FLUSHED first")
     parser.add_argument("--database-url", help="a database the benchmark may empty (SQLite)")
     parser.add_argument("--logs", type=Path, help="keep the servers' logs in this folder")
     args = parser.parse_args()
     if args.processes > 1 and args.layer == "memory":
         parser.error("several processes need a Redis layer: --layer core or pubsub")
+    consumers = args.consumers.split(",")
+    if unknown := set(consumers) - set(APPS):
+        parser.error(
+            f"unknown consumers: {', '.join(sorted(unknown))} (choose from {', '.join(APPS)})"
+        )
+    if args.scenario == "fanout" and "floor" in consumers and args.processes > 1:
+        parser.error("the floor runs in one process only (it has no channel layer): leave it out")
     args.creates = args.creates or (200 if args.scenario == "burst" else 30)
     with tempfile.TemporaryDirectory() as folder:
         workdir = args.logs or Path(folder)
         workdir.mkdir(parents=True, exist_ok=True)
         if args.scenario == "fanout":
-            results = [asyncio.run(fanout(args, c, workdir)) for c in args.consumers.split(",")]
+            results = [asyncio.run(fanout(args, c, workdir)) for c in consumers]
         else:
             results = [asyncio.run(globals()[args.scenario](args, workdir))]
     command = " ".join(sys.argv[1:]) or "(defaults)"
@@ -299,9 +329,11 @@ def main() -> None:
                 f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()
             )
         )
-    if len(results) == 2:
-        print(f"p50 ratio {results[1]['consumer']}/{results[0]['consumer']}: "
-              f"{results[1]['p50_ms'] / results[0]['p50_ms']:.1f}x")  # fmt: skip
+    p50 = {result["consumer"]: result["p50_ms"] for result in results if "consumer" in result}
+    # project/floor: the issue's target is at most 1.3x; naive/project: at least 4x.
+    for slower, faster, digits in (("project", "floor", 2), ("naive", "project", 1)):
+        if slower in p50 and faster in p50:
+            print(f"p50 ratio {slower}/{faster}: {p50[slower] / p50[faster]:.{digits}f}x")
 
 
 if __name__ == "__main__":
