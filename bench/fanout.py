@@ -27,6 +27,11 @@ REST with --via rest); time until every client holds the final list, and
 whether any client ever received an older list.
 memory: resident memory per idle socket on one server process.
 
+--layer: memory (the default: the in-memory layer, one process), core
+(REDIS_URL set to --redis-url: channels-redis' core layer, production's
+choice) or pubsub (the same, with DJANGO_SETTINGS_MODULE=bench.settings,
+which swaps in channels-redis' pub/sub layer for comparison).
+
 The client side runs in this process; its CPU use is printed beside the
 server's, so a run where the client saturated its core can be told apart.
 """
@@ -59,10 +64,12 @@ APPS = {
     "floor": "bench.floor:application",
     "naive": "bench.naive:application",
 }
+# With REDIS_URL, usersite.settings selects channels-redis' core layer;
+# bench/settings.py swaps in its pub/sub layer.
 LAYER_ENV = {
     "memory": {},
-    "core": {"CHANNEL_LAYER": "core"},
-    "pubsub": {"CHANNEL_LAYER": "pubsub"},
+    "core": {},
+    "pubsub": {"DJANGO_SETTINGS_MODULE": "bench.settings"},
 }
 
 
