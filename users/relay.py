@@ -211,7 +211,10 @@ class Relay:
         self.offer_all(await snapshots.acurrent_snapshot())
 
     async def watch(self) -> None:
-        """Every CHECK_INTERVAL: catch up, rejoin a layer that restarted, renew the membership."""
+        """
+        Every CHECK_INTERVAL: drop stalled sockets, catch up, rejoin a layer that
+        restarted, renew the membership.
+        """
         await self.joined_once.wait()  # listen() has made the channel to rejoin with
         client = redis.from_url(settings.REDIS_URL) if settings.REDIS_URL else None
         try:
@@ -219,6 +222,7 @@ class Relay:
             renewed_at = time.monotonic()
             while True:
                 await asyncio.sleep(CHECK_INTERVAL)
+                self.drop_stalled_sockets()
                 await self.catch_up()
                 identity = await self.identity(client)
                 if identity is None:
@@ -235,6 +239,20 @@ class Relay:
         finally:
             if client is not None:
                 await client.aclose()
+
+    def drop_stalled_sockets(self) -> None:
+        """
+        End the sockets whose send has waited USERS_SLOW_CLIENT_TIMEOUT seconds for the client.
+
+        A sweep once a check instead of a timeout around every send: the
+        timeouts were a sixth of a fan-out's cost on the event loop.
+        """
+        timeout = settings.USERS_SLOW_CLIENT_TIMEOUT
+        stalled_since = self.loop.time() - timeout
+        for socket in list(self.sockets):
+            if socket.sending_since is not None and socket.sending_since < stalled_since:
+                logger.info("Dropping a socket that took no list for %s s", timeout)
+                socket.end()
 
     async def catch_up(self) -> None:
         """
