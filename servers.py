@@ -15,6 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 ASGI_APP = "usersite.asgi:application"
+SOCKET_PATH = "/api/v1/users/ws"  # users.routing serves the live list there
 
 # The production server is uvicorn: its websockets-sansio protocol makes a send
 # wait while the client's TCP buffer is full, which lets a consumer drop stale
@@ -53,6 +54,14 @@ NO_WRITE_LIMITS = {
     "USERS_SOCKET_CREATE_RATE": "1000000",
     "USERS_SOCKET_CREATE_BURST": "1000000",
 }
+
+
+def http_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}"
+
+
+def ws_url(port: int) -> str:
+    return f"ws://127.0.0.1:{port}{SOCKET_PATH}"
 
 
 def free_port() -> int:
@@ -97,8 +106,7 @@ class ServerProcess:
         )
         self.command = [python, *arguments]
         self.port, self.env, self.log = port, env, log
-        self.url = f"http://127.0.0.1:{port}"
-        self.ws_url = f"ws://127.0.0.1:{port}/api/v1/users/ws"
+        self.url, self.ws_url = http_url(port), ws_url(port)
         self.process: subprocess.Popen | None = None
 
     def start(self, ready_timeout: float = 30) -> "ServerProcess":

@@ -19,11 +19,13 @@ no socket actions).
 import json
 import os
 
+from servers import SOCKET_PATH
+
 USERS = [
     {"id": str(i + 1), "name": f"Bench user {i}", "email": f"user{i}@example.org"}
     for i in range(int(os.environ.get("FLOOR_USERS", 1000)))
 ]
-SOCKET_PATHS = {"/api/v1/users/ws", "/api/v1/users/ws/"}
+SOCKET_PATHS = {SOCKET_PATH, f"{SOCKET_PATH}/"}
 LIST_PATHS = {"/api/v1/users", "/api/v1/users/"}
 
 

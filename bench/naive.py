@@ -16,6 +16,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter
 from django.urls import re_path
 
 from users.models import User
+from users.routing import SOCKET_PATH
 from users.serializers import UserSerializer
 
 
@@ -38,7 +39,7 @@ application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": AuthMiddlewareStack(
-            URLRouter([re_path(r"^api/v1/users/ws/?$", NaiveUserListConsumer.as_asgi())])
+            URLRouter([re_path(rf"^{SOCKET_PATH[1:]}/?$", NaiveUserListConsumer.as_asgi())])
         ),
     }
 )

@@ -18,6 +18,7 @@ from django.core.cache import cache
 from django.db import connections
 
 from users.models import UserListVersion
+from users.routing import SOCKET_PATH
 from users.snapshots import VERSION_ROW
 from usersite.asgi import application
 
@@ -88,7 +89,7 @@ async def connect():
     """Open sockets on the real ASGI application (origin check, sessions, routing)."""
     communicators = []
 
-    async def open_socket(path="/api/v1/users/ws", headers=()):
+    async def open_socket(path=SOCKET_PATH, headers=()):
         communicator = WebsocketCommunicator(application, path, headers=list(headers))
         connected, _ = await communicator.connect()
         assert connected, "the socket was refused"

@@ -11,11 +11,16 @@ from users import snapshots
 from users.models import User
 
 
-async def receive_list(communicator, timeout: float = 3) -> list:
-    """Receive one frame and check that it is a list frame (a bare JSON array)."""
-    frame = json.loads(await communicator.receive_from(timeout=timeout))
+def list_frame(text: str) -> list:
+    """Decode a frame and check that it is a list frame (a bare JSON array)."""
+    frame = json.loads(text)
     assert isinstance(frame, list), frame
     return frame
+
+
+async def receive_list(communicator, timeout: float = 3) -> list:
+    """Receive one frame on an in-process socket (channels' WebsocketCommunicator): a list."""
+    return list_frame(await communicator.receive_from(timeout=timeout))
 
 
 def wire(user) -> dict:

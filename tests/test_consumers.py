@@ -14,12 +14,11 @@ from users import services
 from users.consumers import UserListConsumer
 from users.models import User
 from users.relay import Relay, send_to_group
+from users.routing import SOCKET_PATH
 from users.snapshots import Snapshot
 from usersite.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-SOCKET_PATH = "/api/v1/users/ws"
 
 
 async def test_connect_sends_the_current_list_as_a_bare_array_ordered_by_id(connect):
@@ -140,7 +139,7 @@ async def test_a_snapshot_older_than_the_last_one_sent_is_dropped(connect):
     ],
 )
 async def test_a_browser_origin_must_be_an_allowed_host(origin, accepted):
-    socket = WebsocketCommunicator(application, "/api/v1/users/ws", headers=[(b"origin", origin)])
+    socket = WebsocketCommunicator(application, SOCKET_PATH, headers=[(b"origin", origin)])
     connected, _ = await socket.connect()
     assert connected is accepted
     await socket.disconnect()

@@ -6,6 +6,7 @@ from rest_framework.authtoken.models import Token
 
 from tests.helpers import amake_account, receive_list
 from users.models import User
+from users.routing import SOCKET_PATH
 from usersite.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -18,7 +19,7 @@ async def token_for(perms=(), username="app") -> str:
 
 async def open_with_token(key: str) -> tuple[WebsocketCommunicator, bool, object]:
     socket = WebsocketCommunicator(
-        application, "/api/v1/users/ws", subprotocols=["users.v1", f"token.{key}"]
+        application, SOCKET_PATH, subprotocols=["users.v1", f"token.{key}"]
     )
     connected, subprotocol_or_code = await socket.connect()
     return socket, connected, subprotocol_or_code

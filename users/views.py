@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from . import services
 from .models import User
 from .permissions import CanWriteUsers, may_write
+from .routing import SOCKET_PATH
 from .serializers import UserListSerializer, UserSerializer
 from .throttling import WriteRateThrottle
 
@@ -30,6 +31,7 @@ class LiveListPage(TemplateView):
     def get_context_data(self, **kwargs):
         user = self.request.user
         return super().get_context_data(
+            socket_path=SOCKET_PATH,
             can_add=may_write(user, "add"),
             can_edit=user.is_staff and user.has_perm("users.change_user"),
             **kwargs,

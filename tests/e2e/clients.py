@@ -14,19 +14,16 @@ from types import SimpleNamespace
 
 import httpx
 
-from servers import ROOT
+from servers import ROOT, SOCKET_PATH, http_url, ws_url
 from tests.e2e.conftest import ADMIN_PASSWORD, ADMIN_USERNAME
+from tests.helpers import list_frame
 
 CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 
 
 def server_at(port: int) -> SimpleNamespace:
     """The addresses of a server that something else started."""
-    return SimpleNamespace(
-        port=port,
-        url=f"http://127.0.0.1:{port}",
-        ws_url=f"ws://127.0.0.1:{port}/api/v1/users/ws",
-    )
+    return SimpleNamespace(port=port, url=http_url(port), ws_url=ws_url(port))
 
 
 def unique_name(prefix: str) -> str:
@@ -34,10 +31,8 @@ def unique_name(prefix: str) -> str:
 
 
 async def next_list(ws, timeout: float = 5) -> list:
-    """Receive one frame and check that it is a list frame (a bare JSON array)."""
-    frame = json.loads(await asyncio.wait_for(ws.recv(), timeout))
-    assert isinstance(frame, list), frame
-    return frame
+    """Receive one frame on a real socket (the websockets library): a list."""
+    return list_frame(await asyncio.wait_for(ws.recv(), timeout))
 
 
 async def database_list(server) -> list:
@@ -125,7 +120,7 @@ def open_never_reading_socket(server) -> socket.socket:
     raw.connect(("127.0.0.1", server.port))
     key = base64.b64encode(os.urandom(16)).decode()
     raw.sendall(
-        f"GET /api/v1/users/ws HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+        f"GET {SOCKET_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
         f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
         "Sec-WebSocket-Version: 13\r\n\r\n".encode()
     )

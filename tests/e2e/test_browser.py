@@ -9,7 +9,7 @@ import uuid
 import httpx
 import pytest
 
-from servers import ROOT
+from servers import ROOT, SOCKET_PATH
 from tests.e2e.clients import unique_name
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -19,7 +19,7 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
 # The page's socket, for page.route_web_socket.
-SOCKET_URL = "**/api/v1/users/ws"
+SOCKET_URL = f"**{SOCKET_PATH}"
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ import socket
 import httpx
 from websockets.asyncio.client import connect
 
+from servers import SOCKET_PATH
 from tests.e2e.clients import database_list, next_list
 
 MAX_CONNECTIONS = 50
@@ -14,7 +15,9 @@ MAX_CONNECTIONS = 50
 def open_stalled_connection(server) -> socket.socket:
     """Send half a handshake and stop, as a slowloris client does."""
     stalled = socket.create_connection(("127.0.0.1", server.port))
-    stalled.sendall(b"GET /api/v1/users/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n")
+    stalled.sendall(
+        f"GET {SOCKET_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n".encode()
+    )
     return stalled
 
 
