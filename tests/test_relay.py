@@ -180,3 +180,17 @@ async def test_a_relay_whose_listener_fails_restarts_it_and_the_next_change_arri
     failures = [r for r in caplog.records if r.levelname == "ERROR"]
     assert [r.exc_info[0] for r in failures] == [KeyError]
     assert "restarting" in failures[0].getMessage()
+
+
+def test_a_bulk_delete_outside_a_server_publishes_once(monkeypatch):
+    services.user_create(name="Ann")
+    User.objects.bulk_create([User(name=f"U{i}") for i in range(50)])
+    publishes = []
+
+    async def count_publish():
+        publishes.append(1)
+
+    monkeypatch.setattr(relay, "publish_now", count_publish)
+    # QuerySet.delete() sends post_delete for each of the 51 rows, in one transaction.
+    User.objects.all().delete()
+    assert len(publishes) == 1

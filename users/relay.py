@@ -19,6 +19,7 @@ unoffered.
 import asyncio
 import contextvars
 import logging
+import threading
 import time
 import weakref
 
@@ -44,15 +45,18 @@ FAILURE_RETRY_FIRST, FAILURE_RETRY_MAX = 0.1, 10.0  # backoff after any other fa
 
 logger = logging.getLogger(__name__)
 
+# Per writer thread: whether it made changes that no publish has covered yet.
+_unpublished = threading.local()
+
 
 def record_change(sender, **kwargs) -> None:
     """
     Count a change to users in the writer's transaction; publish after it commits.
 
-    Connected to the User model's post_save, post_delete and users_changed. A
-    transaction of many changes asks once per change: the publisher folds them.
+    Connected to the User model's post_save, post_delete and users_changed.
     """
     snapshots.bump_version()
+    _unpublished.changes = True
     # robust: whatever goes wrong in publishing, the committed write stands.
     transaction.on_commit(publish, robust=True)
 
@@ -65,6 +69,11 @@ def publish() -> None:
     return at once. A management command or a shell has no such loop: it
     publishes from its own thread.
     """
+    # A transaction of many changes (a bulk delete sends post_delete per row)
+    # registers a publish for each: the first to run covers them all.
+    if not getattr(_unpublished, "changes", False):
+        return
+    _unpublished.changes = False
     current = _relay
     if current is not None and current.loop.is_running():
         current.publisher.request_threadsafe()
