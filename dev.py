@@ -3,7 +3,8 @@
 Set up and run usersite with nothing but Python installed.
 
     python3 dev.py run    # serve on http://127.0.0.1:8000 (SQLite, in-memory channel layer)
-    python3 dev.py test   # lint; the tests on the embedded defaults, then on Redis + PostgreSQL
+    python3 dev.py test   # lint; every test on the embedded defaults, then on Redis + PostgreSQL
+                          # the unit tests and the end-to-end tests marked `backends`
     python3 dev.py cluster [--processes N] [--port P] [--host H]
                           # N uvicorn processes on ports P..P+N-1 sharing REDIS_URL, DATABASE_URL
 
@@ -70,14 +71,18 @@ def test(args: list[str]) -> None:
     ensure_venv("requirements-test.txt")
     run(PYTHON, "-m", "ruff", "check", ".")
     run(PYTHON, "-m", "ruff", "format", "--check", ".")
-    print("\n== Tests on the embedded defaults: SQLite, in-memory channel layer", flush=True)
+    print("\n== Every test on the embedded defaults: SQLite, in-memory channel layer", flush=True)
     run(PYTHON, "-m", "pytest", *args, env=environment(DATABASE_URL=None, REDIS_URL=None))
-    print("\n== The same tests on Redis (channels-redis) and PostgreSQL", flush=True)
+    print(
+        "\n== On Redis (channels-redis) and PostgreSQL: the unit tests, and the end-to-end "
+        "tests whose behaviour depends on them",
+        flush=True,
+    )
     services = environment(
         REDIS_URL=os.environ.get("TEST_REDIS_URL", DEFAULT_TEST_REDIS_URL),
         DATABASE_URL=os.environ.get("TEST_DATABASE_URL", DEFAULT_TEST_DATABASE_URL),
     )
-    run(PYTHON, "-m", "pytest", *args, env=services)
+    run(PYTHON, "-m", "pytest", "-m", "not e2e or backends", *args, env=services)
 
 
 def cluster(args: list[str]) -> None:

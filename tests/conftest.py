@@ -14,6 +14,7 @@ import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
+from django.conf import settings as django_settings
 from django.core.cache import cache
 from django.db import connections
 
@@ -39,6 +40,12 @@ def _unreachable_services() -> list[str]:
                 f"{variable} names {address[0]}:{address[1]}, which is not reachable ({exc})"
             )
     return problems
+
+
+def pytest_configure(config):
+    # PBKDF2's million rounds protect real passwords; the test accounts need
+    # none, and hashing theirs was seconds of every run (Django's own advice).
+    django_settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def pytest_collection_modifyitems(config, items):

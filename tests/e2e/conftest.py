@@ -22,6 +22,16 @@ from servers import NO_WRITE_LIMITS, ROOT, ServerProcess, free_port
 ADMIN_USERNAME = "admin"
 ADMIN_PASSWORD = "e2e-admin-password"
 
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items):
+    """Mark every test of this folder ``e2e``: the Redis + PostgreSQL run skips most of them."""
+    for item in items:
+        if HERE in item.path.parents:
+            item.add_marker(pytest.mark.e2e)
+
+
 needs_redis = pytest.mark.skipif(
     not os.environ.get("REDIS_URL"),
     reason="needs REDIS_URL: the in-memory channel layer cannot reach another process",

@@ -23,6 +23,7 @@ async def wait_for_users(server, count: int, timeout: float = 60) -> list:
     return users
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("via", ["socket", "rest"])
 async def test_200_creates_within_a_second_leave_500_clients_on_the_final_list(start_server, via):
     server = start_server("uvicorn")

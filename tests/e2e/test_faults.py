@@ -107,6 +107,7 @@ async def test_after_a_redis_restart_sockets_get_the_current_list_without_reconn
         await ws.close()
 
 
+@pytest.mark.backends
 async def test_a_socket_open_longer_than_the_group_expiry_keeps_getting_changes(start_server):
     server = start_server("uvicorn", CHANNEL_GROUP_EXPIRY="2")
     async with connect(server.ws_url) as ws:

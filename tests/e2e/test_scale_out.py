@@ -23,7 +23,7 @@ from tests.e2e.clients import (
 )
 from tests.e2e.conftest import needs_redis
 
-pytestmark = needs_redis
+pytestmark = [needs_redis, pytest.mark.backends]
 
 
 @pytest.fixture
