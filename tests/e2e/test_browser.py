@@ -160,10 +160,20 @@ class HoldingRelay:
         self.page_side.close()
 
 
-def submit(page, name: str, email: str) -> None:
+@pytest.fixture
+def held_page(start_server, open_page):
+    """A server, and a page on it whose sends a HoldingRelay holds: (server, relay, page)."""
+    server = start_server("uvicorn")
+    relay = HoldingRelay()
+    return server, relay, open_page(server.url, route_socket=relay)
+
+
+def submit_and_hold(page, relay: HoldingRelay, name: str, email: str) -> None:
+    """Fill the form and submit it; return once the relay holds the page's create."""
     page.get_by_label("Name").fill(name)
     page.get_by_label("Email").fill(email)
     page.get_by_role("button", name="Add").click()
+    relay.wait_for_frame(page)
 
 
 def another_client_adds_a_user(page, server) -> None:
@@ -179,14 +189,11 @@ def expect_form(page, name: str, email: str) -> None:
 
 
 def test_another_clients_change_during_a_submit_leaves_the_form_until_its_own_user_appears(
-    start_server, open_page
+    held_page,
 ):
-    server = start_server("uvicorn")
-    relay = HoldingRelay()
-    page = open_page(server.url, route_socket=relay)
+    server, relay, page = held_page
     name, email = unique_name("Mine"), f"{uuid.uuid4().hex[:8]}@example.org"
-    submit(page, f"  {name} ", email)
-    relay.wait_for_frame(page)
+    submit_and_hold(page, relay, f"  {name} ", email)
     another_client_adds_a_user(page, server)
     expect_form(page, f"  {name} ", email)
     relay.release()
@@ -194,19 +201,14 @@ def test_another_clients_change_during_a_submit_leaves_the_form_until_its_own_us
     expect_form(page, "", "")
 
 
-def test_an_error_after_another_clients_change_shows_next_to_the_kept_input(
-    start_server, open_page
-):
-    server = start_server("uvicorn")
+def test_an_error_after_another_clients_change_shows_next_to_the_kept_input(held_page):
+    server, relay, page = held_page
     taken = f"taken-{uuid.uuid4().hex[:8]}@example.org"
     httpx.post(
         f"{server.url}/api/v1/users", json={"name": "Owner", "email": taken}
     ).raise_for_status()
-    relay = HoldingRelay()
-    page = open_page(server.url, route_socket=relay)
     name = unique_name("Duplicate")
-    submit(page, name, taken)
-    relay.wait_for_frame(page)
+    submit_and_hold(page, relay, name, taken)
     another_client_adds_a_user(page, server)
     expect_form(page, name, taken)
     relay.release()
@@ -215,28 +217,20 @@ def test_an_error_after_another_clients_change_shows_next_to_the_kept_input(
     expect_form(page, name, taken)
 
 
-def test_typing_after_a_submit_is_kept_when_the_submitted_user_appears(start_server, open_page):
-    server = start_server("uvicorn")
-    relay = HoldingRelay()
-    page = open_page(server.url, route_socket=relay)
+def test_typing_after_a_submit_is_kept_when_the_submitted_user_appears(held_page):
+    _, relay, page = held_page
     name = unique_name("Sent")
-    submit(page, name, "")
-    relay.wait_for_frame(page)
+    submit_and_hold(page, relay, name, "")
     page.get_by_label("Name").fill("The next one")
     relay.release()
     expect(user_item(page, name)).to_be_visible()
     expect_form(page, "The next one", "")
 
 
-def test_a_submit_lost_with_its_socket_can_be_sent_again_after_the_reconnect(
-    start_server, open_page
-):
-    server = start_server("uvicorn")
-    relay = HoldingRelay()
-    page = open_page(server.url, route_socket=relay)
+def test_a_submit_lost_with_its_socket_can_be_sent_again_after_the_reconnect(held_page):
+    server, relay, page = held_page
     name = unique_name("Lost")
-    submit(page, name, "")
-    relay.wait_for_frame(page)
+    submit_and_hold(page, relay, name, "")
     relay.drop_connection()
     expect(page.locator("#connection")).to_have_text("Reconnecting…")
     expect(page.locator("#connection")).to_have_text("Live")
