@@ -4,9 +4,10 @@ import logging
 import time
 
 from django.conf import settings
-from redis.exceptions import RedisError
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.throttling import UserRateThrottle
+
+from .relay import LAYER_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ class WriteRateThrottle(UserRateThrottle):
             return True
         try:
             return super().allow_request(request, view)
-        except (RedisError, OSError) as exc:  # the cache's Redis is down
+        except LAYER_ERRORS as exc:  # the cache's Redis is down
             logger.warning("Write throttle unavailable, letting the write through: %s", exc)
             return True
 
