@@ -27,12 +27,13 @@ SOCKET_PATH = "/api/v1/users/ws"  # users.routing serves the live list there
 # Past SERVER_MAX_CONNECTIONS open connections (sockets, and connections that
 # never finish their request, which neither server times out) uvicorn answers
 # new HTTP requests 503 instead of taking on more (docs/security.md).
+# uvicorn's lifespan stays on "auto": at shutdown the project's relay leaves its group.
 MAX_MESSAGE_BYTES = str(1024 * 1024)
 COMMANDS = {
     "uvicorn": [
         "-m", "uvicorn", "{app}", "--host", "{host}", "--port", "{port}",
         "--ws", "websockets-sansio", "--ws-max-size", MAX_MESSAGE_BYTES,
-        "--ws-per-message-deflate", "false", "--lifespan", "off", "--no-access-log",
+        "--ws-per-message-deflate", "false", "--no-access-log",
         "--limit-concurrency", "{max_connections}",
     ],
     # daphne sending lists of any size; -1: no socket lifetime limit (daphne's

@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 import weakref
+from contextlib import suppress
 
 import redis.asyncio as redis
 from asgiref.sync import async_to_sync
@@ -36,7 +37,7 @@ from . import snapshots
 GROUP = "users"
 SNAPSHOT_EVENT = "users.snapshot"
 
-# Errors of a Redis that is down or restarting.
+# Errors of a Redis that is down or restarting (the layer's, and the cache's).
 LAYER_ERRORS = (RedisError, OSError)
 
 CHECK_INTERVAL = 1.0  # seconds between the relay's checks: the delay of a catch-up
@@ -205,9 +206,19 @@ class Relay:
             await self.rejoin()
         finally:
             self.joined_once.set()  # sockets wait for the first attempt only
-        while True:
-            event = await self.layer.receive(self.channel)
-            self.offer_all(snapshots.Snapshot(event["version"], event["text"]))
+        try:
+            while True:
+                event = await self.layer.receive(self.channel)
+                self.offer_all(snapshots.Snapshot(event["version"], event["text"]))
+        finally:
+            if asyncio.current_task().cancelling():
+                # The loop is closing: leave, or every publish keeps sending to
+                # this process's channel until the group expiry.
+                await asyncio.shield(self.leave())
+
+    async def leave(self) -> None:
+        with suppress(*LAYER_ERRORS):  # then the membership expires by itself
+            await self.layer.group_discard(GROUP, self.channel)
 
     async def rejoin(self) -> None:
         """
@@ -293,6 +304,25 @@ class Relay:
 
 
 _relay: Relay | None = None
+
+
+async def lifespan(scope, receive, send) -> None:
+    """
+    ASGI lifespan: at shutdown, leave the group.
+
+    uvicorn ends on SIGTERM by raising the signal again once it has served, so
+    no task of the loop runs after that. A member left behind is sent every
+    change until the group expiry (a day by default).
+    """
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            if _relay is not None and _relay.channel is not None:
+                await _relay.leave()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
 
 
 def relay() -> Relay:

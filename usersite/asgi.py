@@ -17,11 +17,13 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from users.middleware import HandshakeAuthentication  # noqa: E402
 from users.origins import AllowedHostsOrNoOriginValidator  # noqa: E402
+from users.relay import lifespan  # noqa: E402
 from users.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
+        "lifespan": lifespan,  # the live list's relay leaves its group at shutdown
         "websocket": AllowedHostsOrNoOriginValidator(
             HandshakeAuthentication(URLRouter(websocket_urlpatterns))
         ),

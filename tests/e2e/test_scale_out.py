@@ -8,6 +8,7 @@ import sys
 
 import httpx
 import pytest
+import redis
 from websockets.asyncio.client import connect
 
 from servers import ROOT, free_port_range
@@ -24,6 +25,8 @@ from tests.e2e.clients import (
 from tests.e2e.conftest import needs_redis
 
 pytestmark = [needs_redis, pytest.mark.backends]
+
+USERS_GROUP_KEY = "asgi:group:users"  # channels-redis' key for the users group
 
 
 @pytest.fixture
@@ -117,3 +120,15 @@ async def answers(server) -> bool:
     except httpx.TransportError:
         return False
     return True
+
+
+async def test_a_server_that_stops_leaves_the_group_for_the_others(start_server):
+    """A member left behind would be sent every change until the group expiry."""
+    group = redis.Redis.from_url(os.environ["REDIS_URL"])
+    members_before = group.zcard(USERS_GROUP_KEY)
+    server = start_server("uvicorn")
+    async with connect(server.ws_url) as ws:  # its first socket starts its relay
+        await next_list(ws)
+        assert group.zcard(USERS_GROUP_KEY) == members_before + 1
+    server.stop()
+    assert group.zcard(USERS_GROUP_KEY) == members_before
