@@ -47,7 +47,12 @@ async def test_200_creates_within_a_second_leave_500_clients_on_the_final_list(s
         else:
             await rest_create(server, names[k], http)
 
-    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=None)) as http:
+    # A new connection per create, as from 200 clients. A pooled one could be
+    # reused just as uvicorn closes it for 5 s of idleness (its keep-alive
+    # timeout), which this process, busy decoding 500 sockets' frames, can reach
+    # before its last create: httpx.ReadError, seen once in CI.
+    fresh_connections = httpx.Limits(max_connections=None, max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=60, limits=fresh_connections) as http:
         await asyncio.gather(*(create(k, http) for k in range(CREATES)))
     print(f"{CREATES} creates via {via} sent within {loop.time() - started:.2f} s")
     final = await wait_for_users(server, len(initial) + CREATES)
