@@ -96,8 +96,10 @@ async def connect():
     """Open sockets on the real ASGI application (origin check, sessions, routing)."""
     communicators = []
 
-    async def open_socket(path=SOCKET_PATH, headers=()):
-        communicator = WebsocketCommunicator(application, path, headers=list(headers))
+    async def open_socket(path=SOCKET_PATH, headers=(), subprotocols=None):
+        communicator = WebsocketCommunicator(
+            application, path, headers=list(headers), subprotocols=subprotocols
+        )
         connected, _ = await communicator.connect()
         assert connected, "the socket was refused"
         communicators.append(communicator)

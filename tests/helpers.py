@@ -7,8 +7,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.db import connection, transaction
 
-from users import snapshots
-from users.models import User
+from users.models import User, next_version
 
 
 def list_frame(text: str) -> list:
@@ -41,15 +40,13 @@ amake_account = sync_to_async(make_account)
 
 
 def change_without_broadcast(name: str) -> User:
-    """Commit a new user and its version bump, as a writer whose publish then failed."""
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "INSERT INTO users_user (name, email, created_at, updated_at) "
-                "VALUES (%s, '', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
-                [name],
-            )
-        snapshots.bump_version()
+    """Commit a new user and its version, as a writer whose publish then failed."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO users_user (name, email, created_at, updated_at, version) "
+            "VALUES (%s, '', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, %s)",
+            [name, next_version()],
+        )
     user = User.objects.get(name=name)
     connection.close()  # the caller's thread may be a throwaway one
     return user

@@ -13,9 +13,8 @@ from tests.helpers import amake_account, receive_list, wire
 from users import services
 from users.consumers import UserListConsumer
 from users.models import User
-from users.relay import Relay, send_to_group
+from users.relay import Relay, acurrent_version, send_to_group
 from users.routing import SOCKET_PATH
-from users.snapshots import Snapshot
 from usersite.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -117,16 +116,15 @@ async def test_field_errors_name_the_field_and_reach_only_the_sender(connect):
     assert await User.objects.acount() == 1
 
 
-async def test_a_snapshot_older_than_the_last_one_sent_is_dropped(connect):
+async def test_a_version_the_socket_holds_or_an_older_one_sends_nothing(connect):
     socket = await connect()
     await receive_list(socket)
-    await send_to_group(Snapshot(5, '["v5"]'))
-    assert await receive_list(socket) == ["v5"]
-    await send_to_group(Snapshot(4, '["v4"]'))
-    await send_to_group(Snapshot(5, '["v5 again"]'))
-    await send_to_group(Snapshot(6, '["v6"]'))
-    assert await receive_list(socket) == ["v6"]
+    epoch, version = await acurrent_version()
+    await send_to_group(epoch, version)
+    await send_to_group(epoch, version - 1)
     assert await socket.receive_nothing()
+    ann = await database_sync_to_async(services.user_create)(name="Ann")
+    assert await receive_list(socket) == [wire(ann)]
 
 
 @pytest.mark.parametrize(

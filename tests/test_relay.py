@@ -5,7 +5,6 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.db import connection, transaction
-from django.db.models.signals import pre_save
 
 from tests.helpers import change_without_broadcast, receive_list, wire
 from users import relay, services, snapshots
@@ -82,13 +81,13 @@ async def test_an_update_matching_nothing_sends_nothing(connect):
 
 async def test_changes_committed_during_a_publish_share_the_next_one(connect, monkeypatch):
     (socket,) = await connected_sockets(connect)
-    read = snapshots.acurrent_snapshot.read
+    read = snapshots.read
 
-    def slow_read():
+    def slow_read(**kwargs):
         threading.Event().wait(0.3)  # on the database thread; the loop runs on
-        return read()
+        return read(**kwargs)
 
-    monkeypatch.setattr(snapshots.acurrent_snapshot, "read", slow_read)
+    monkeypatch.setattr(snapshots, "read", slow_read)
 
     def create_one_by_one():
         for i in range(10):
@@ -99,7 +98,7 @@ async def test_changes_committed_during_a_publish_share_the_next_one(connect, mo
     lists = [await receive_list(socket)]
     while len(lists[-1]) < 10:
         lists.append(await receive_list(socket))
-    # The first commit is published at once; the nine during that publish, together.
+    # The first commit is sent at once; the nine during that read, together.
     assert len(lists) <= 2
     assert await socket.receive_nothing(timeout=0.5)
 
@@ -143,12 +142,14 @@ async def receive_until_holding(socket, names: set, timeout: float) -> None:
 @pytest.mark.skipif(
     connection.vendor != "postgresql", reason="SQLite runs one writer at a time: no such race"
 )
-async def test_two_first_writers_at_once_both_reach_every_socket_at_once(connect):
+async def test_two_first_writers_at_once_both_reach_every_socket_at_once(connect, monkeypatch):
     sockets = await connected_sockets(connect, 2)
-    both_about_to_insert = threading.Barrier(2, timeout=5)
+    both_about_to_save = threading.Barrier(2, timeout=5)
+    save = User.save
 
-    def wait_for_the_other(sender, instance, **kwargs):
-        both_about_to_insert.wait()
+    def save_with_the_other(user, *args, **kwargs):
+        both_about_to_save.wait()  # then both race for the list's next version
+        save(user, *args, **kwargs)
 
     def create_on_own_connection(name: str) -> None:
         try:
@@ -156,14 +157,11 @@ async def test_two_first_writers_at_once_both_reach_every_socket_at_once(connect
         finally:
             connection.close()
 
-    pre_save.connect(wait_for_the_other, sender=User, dispatch_uid="first writers")
-    try:
-        await asyncio.gather(
-            asyncio.to_thread(create_on_own_connection, "Ann"),
-            asyncio.to_thread(create_on_own_connection, "Bob"),
-        )
-    finally:
-        pre_save.disconnect(sender=User, dispatch_uid="first writers")
+    monkeypatch.setattr(User, "save", save_with_the_other)
+    await asyncio.gather(
+        asyncio.to_thread(create_on_own_connection, "Ann"),
+        asyncio.to_thread(create_on_own_connection, "Bob"),
+    )
     # Well within the relay's one-second catch-up, which would hide a lost list.
     for socket in sockets:
         await receive_until_holding(socket, {"Ann", "Bob"}, timeout=0.5)
@@ -173,7 +171,7 @@ async def test_a_relay_whose_listener_fails_restarts_it_and_the_next_change_arri
     connect, caplog
 ):
     (socket,) = await connected_sockets(connect)
-    malformed = {"type": relay.SNAPSHOT_EVENT}  # no version, no text
+    malformed = {"type": relay.CHANGED_EVENT}  # no epoch, no version
     await get_channel_layer().group_send(relay.GROUP, malformed)
     ann = await database_sync_to_async(services.user_create)(name="Ann")
     assert await receive_list(socket, timeout=0.5) == [wire(ann)]

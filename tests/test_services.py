@@ -3,7 +3,6 @@ import threading
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection
-from django.db.models.signals import pre_save
 
 from users import services
 from users.models import User
@@ -40,25 +39,26 @@ def test_invalid_update_leaves_the_row_unchanged():
 @pytest.mark.skipif(
     connection.vendor == "sqlite", reason="SQLite runs one writer at a time: no such race"
 )
-def test_duplicate_email_committed_by_a_concurrent_writer_is_a_field_error():
+def test_duplicate_email_committed_by_a_concurrent_writer_is_a_field_error(monkeypatch):
     def rival_insert():
         try:
             User.objects.create(name="First", email="ann@example.org")
         finally:
             connection.close()  # this thread's own connection
 
-    def rival_commits_the_same_email(sender, instance, **kwargs):
-        if instance.name == "Second":
+    save = User.save
+
+    def rival_commits_the_same_email_before_the_insert(user, *args, **kwargs):
+        # After the service's check, before the save takes the list's version.
+        if user.name == "Second":
             rival = threading.Thread(target=rival_insert)
             rival.start()
             rival.join()
+        save(user, *args, **kwargs)
 
-    pre_save.connect(rival_commits_the_same_email, sender=User, dispatch_uid="rival")
-    try:
-        with pytest.raises(ValidationError) as caught:
-            services.user_create(name="Second", email="ANN@example.org")
-    finally:
-        pre_save.disconnect(sender=User, dispatch_uid="rival")
+    monkeypatch.setattr(User, "save", rival_commits_the_same_email_before_the_insert)
+    with pytest.raises(ValidationError) as caught:
+        services.user_create(name="Second", email="ANN@example.org")
     assert "email" in caught.value.message_dict
     assert list(User.objects.values_list("name", flat=True)) == ["First"]
 

@@ -1,6 +1,5 @@
 import asyncio
 import json
-import threading
 
 import pytest
 from channels.db import database_sync_to_async
@@ -8,29 +7,39 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from tests.helpers import change_without_broadcast, receive_list, wire
-from users import services, snapshots
-from users.models import User, UserListVersion
+from tests.helpers import receive_list, wire
+from users import history, services, snapshots
+from users.models import User, UserListVersion, next_version
 
 pytestmark = pytest.mark.django_db
 
 
-def test_the_snapshot_carries_the_version_of_its_list():
-    assert snapshots.current_snapshot() == snapshots.Snapshot(0, "[]")
+def epoch() -> str:
+    return UserListVersion.objects.get().epoch
+
+
+def test_the_whole_list_carries_the_version_of_its_list():
+    assert snapshots.read(everyone=True).v1 == snapshots.Frame(0, "[]")
     ann = services.user_create(name="Änn")
     services.user_create(name="Bob")
-    snapshot = snapshots.current_snapshot()
-    assert snapshot.version == 2
-    assert json.loads(snapshot.text)[0] == wire(ann)
-    assert "Änn" in snapshot.text, "encoded as UTF-8 text, not \\u escapes"
+    reading = snapshots.read(everyone=True)
+    assert reading.v1.version == 2
+    assert json.loads(reading.v1.text)[0] == wire(ann)
+    assert "Änn" in reading.v1.text, "encoded as UTF-8 text, not \\u escapes"
+    assert json.loads(reading.snapshot.text) == {
+        "type": "snapshot",
+        "epoch": epoch(),
+        "version": 2,
+        "users": json.loads(reading.v1.text),
+    }
 
 
-def test_a_change_bumps_the_version_with_one_update_and_nothing_else():
+def test_a_change_takes_the_next_version_with_one_update_and_nothing_else():
     with CaptureQueriesContext(connection) as queries:
-        snapshots.bump_version()
+        assert next_version() == 1
     assert len(queries) == 1
     assert queries[0]["sql"].startswith("UPDATE")
-    assert snapshots.current_version() == 1
+    assert snapshots.current_version() == (epoch(), 1)
 
 
 def test_without_the_version_row_a_write_fails_naming_the_fix_and_writes_nothing():
@@ -40,40 +49,94 @@ def test_without_the_version_row_a_write_fails_naming_the_fix_and_writes_nothing
     assert not User.objects.exists()
 
 
-@pytest.mark.django_db(transaction=True)
-async def test_a_read_that_started_before_a_caller_asked_is_not_shared_with_it(monkeypatch):
-    first_read_done, change_committed = threading.Event(), threading.Event()
-    read = snapshots.acurrent_snapshot.read
+def changes(since: int) -> dict:
+    reading = snapshots.read(everyone=False, resumes=[(epoch(), since)])
+    return json.loads(reading.frame_for(epoch(), since).text)
 
-    def first_read_returns_after_the_change():
-        snapshot = read()
-        if not first_read_done.is_set():
-            first_read_done.set()
-            change_committed.wait(5)
-        return snapshot
 
-    monkeypatch.setattr(snapshots.acurrent_snapshot, "read", first_read_returns_after_the_change)
-    before = asyncio.ensure_future(snapshots.acurrent_snapshot())
-    await asyncio.to_thread(first_read_done.wait, 5)
-    # From another thread, since the first read holds the database thread.
-    ann = await asyncio.to_thread(change_without_broadcast, "Ann")
-    change_committed.set()
-    after = await snapshots.acurrent_snapshot()
-    assert json.loads(after.text) == [wire(ann)]
-    assert (await before).version < after.version
+def test_the_changes_since_a_version_hold_what_changed_after_it_and_nothing_before():
+    ann = services.user_create(name="Ann")  # version 1
+    bob = services.user_create(name="Bob")  # 2
+    services.user_update(ann, name="Anna")  # 3
+    bob_id = str(bob.pk)
+    services.user_delete(bob)  # 4
+    cy = services.user_create(name="Cy")  # 5
+    assert changes(2) == {
+        "type": "changes",
+        "epoch": epoch(),
+        "from": 2,
+        "version": 5,
+        "upserted": [wire(ann), wire(cy)],
+        "deleted": [bob_id],
+    }
+    assert changes(4)["upserted"] == [wire(cy)]
+    assert changes(4)["deleted"] == []
+    assert changes(5) | {"epoch": None} == {
+        "type": "changes",
+        "epoch": None,
+        "from": 5,
+        "version": 5,
+        "upserted": [],
+        "deleted": [],
+    }
+
+
+def test_orm_bulk_writes_take_a_version_too():
+    User.objects.bulk_create([User(name="A"), User(name="B")])  # version 1
+    User.objects.filter(name="A").update(email="a@example.org")  # 2
+    assert [user["name"] for user in changes(1)["upserted"]] == ["A"]
+    assert changes(0)["version"] == 2
+
+
+@pytest.mark.parametrize(
+    ("resume", "why"),
+    [
+        (lambda: ("another epoch", 1), "a version of another epoch"),
+        (lambda: (epoch(), 99), "a version newer than the list"),
+        (lambda: (None, None), "nothing held"),
+    ],
+)
+def test_a_client_that_cannot_resume_gets_the_snapshot(resume, why):
+    services.user_create(name="Ann")
+    held = resume()
+    reading = snapshots.read(everyone=False, resumes=[held])
+    assert json.loads(reading.frame_for(*held).text)["type"] == "snapshot", why
+
+
+def test_a_version_older_than_the_history_gets_the_snapshot(settings):
+    ann = services.user_create(name="Ann")  # version 1
+    services.user_delete(ann)  # 2
+    services.user_create(name="Bob")  # 3
+    settings.USERS_HISTORY_SECONDS = -1  # everything has expired
+    history.forget_expired()
+    assert UserListVersion.objects.get().history_starts == 2
+    assert json.loads(snapshots.read(everyone=True).frame_for(epoch(), 1).text)["type"] == (
+        "snapshot"
+    )
+    assert changes(2)["upserted"][0]["name"] == "Bob"
+
+
+def test_changes_larger_than_the_list_are_sent_as_the_list():
+    users = [services.user_create(name=f"U{i}") for i in range(5)]  # versions 1-5
+    last_id = str(users[4].pk)
+    for user in users[1:]:
+        services.user_delete(user)  # 6-9, leaving one user
+    reading = snapshots.read(everyone=True, resumes=[(epoch(), 0)])
+    assert json.loads(reading.frame_for(epoch(), 5).text)["type"] == "snapshot"
+    assert json.loads(reading.frame_for(epoch(), 8).text)["deleted"] == [last_id]
 
 
 @pytest.mark.django_db(transaction=True)
 async def test_five_hundred_sockets_connecting_at_once_share_a_few_list_reads(connect, monkeypatch):
     await database_sync_to_async(services.user_create)(name="Ann")
     reads = []
-    read = snapshots.acurrent_snapshot.read
+    read = snapshots.read
 
-    def counted_read():
+    def counted_read(**kwargs):
         reads.append(1)
-        return read()
+        return read(**kwargs)
 
-    monkeypatch.setattr(snapshots.acurrent_snapshot, "read", counted_read)
+    monkeypatch.setattr(snapshots, "read", counted_read)
     sockets = await asyncio.gather(*(connect() for _ in range(500)))
     for socket in sockets:
         assert len(await receive_list(socket)) == 1

@@ -1,16 +1,17 @@
 """
-The live list socket, protocol v1.
+The live list socket: protocol v1 (the whole list after every change) and v2
+(change sets, resume, acknowledged writes), chosen by subprotocol (users.routing).
 
-On connect the client gets the list; after every change it gets the list
-again. It may send ``__addUser__`` or ``{"action": "create", "name": ...,
-"email": ...}``; anything else gets an error frame, to it alone, as do frames
-over USERS_MAX_FRAME_LENGTH characters and creates over the socket's rate
-limit (USERS_SOCKET_CREATE_RATE per second, bursts of USERS_SOCKET_CREATE_BURST).
+Frames over USERS_MAX_FRAME_LENGTH characters, binary frames and what is not a
+command get an error frame, to the sender alone, as do writes over the socket's
+rate limit (USERS_SOCKET_CREATE_RATE per second, bursts of
+USERS_SOCKET_CREATE_BURST).
 """
 
 import asyncio
 import logging
 from contextlib import suppress
+from urllib.parse import parse_qs
 
 from autobahn.exception import Disconnected
 from channels.db import database_sync_to_async
@@ -20,14 +21,11 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from rest_framework.exceptions import ValidationError
 
-from . import services, snapshots
-from .permissions import may_write
+from . import commands
 from .relay import relay
-from .serializers import UserSerializer
+from .snapshots import Frame
 from .throttling import TokenBucket
 
-# Selected when the client offers it; apps that present a token must (users.middleware).
-SUBPROTOCOL = "users.v1"
 ADD_USER_COMMAND = "__addUser__"
 CREATE_ACTION = "create"
 
@@ -39,33 +37,25 @@ CLIENT_GONE = (OSError, Disconnected)
 logger = logging.getLogger(__name__)
 
 
-@database_sync_to_async
-def create_user_as(requester, data: dict | None) -> None:
-    """Create a user from wire ``data`` (None: a generated one) on behalf of ``requester``."""
-    if not may_write(requester, "add"):
-        raise PermissionDenied
-    serializer = UserSerializer(data={"name": services.generated_name()} if data is None else data)
-    serializer.is_valid(raise_exception=True)
-    serializer.save()
-
-
-class UserListConsumer(AsyncJsonWebsocketConsumer):
+class LiveListConsumer(AsyncJsonWebsocketConsumer):
     """
-    Keep one client on the newest list.
+    Keep one client on the newest list; the protocol subclasses say in what frames.
 
     The process's Relay, not each socket, listens to the users group
-    (users.relay), so a socket has no channel-layer channel of its own.
-    Snapshots reach the client through a one-place mailbox: a newer one
-    replaces one not yet sent, so a slow client costs at most one pending list,
-    and the relay drops one whose send has waited USERS_SLOW_CLIENT_TIMEOUT
-    seconds. Where the server gives no backpressure (daphne), ``send`` never
-    waits and every list is sent.
+    (users.relay), so a socket has no channel-layer channel of its own. Frames
+    reach the client through a one-place mailbox: a newer one replaces one not
+    yet sent, so a slow client costs at most one pending frame, and the relay
+    drops one whose send has waited USERS_SLOW_CLIENT_TIMEOUT seconds. Where
+    the server gives no backpressure (daphne), ``send`` never waits and every
+    frame is sent.
     """
 
+    protocol: int
+    subprotocol: str
     gave_up = False
-    sender: asyncio.Task | None = None  # runs only while a list is being sent
+    sender: asyncio.Task | None = None  # runs only while a frame is being sent
     sending_since: float | None = None  # when the send that has not finished began
-    create_allowance: TokenBucket | None = None  # made by the first create: idle sockets stay small
+    write_allowance: TokenBucket | None = None  # made by the first write: idle sockets stay small
     groups = ()  # the relay is the group's member; and no list per instance
 
     async def __call__(self, scope, receive, send):
@@ -89,17 +79,19 @@ class UserListConsumer(AsyncJsonWebsocketConsumer):
             relay().discard(self)
 
     async def connect(self):
-        """Accept the socket, register with the relay and send the current list."""
+        """Accept the socket and register with the relay, which sends the current list."""
         self.consumer_task = asyncio.current_task()
-        # The newest version offered, and its snapshot until it is sent: an idle
+        # The newest version offered, and its frame until it is sent: an idle
         # socket holds neither a list nor a task.
         self.version = -1
-        self.unsent: snapshots.Snapshot | None = None
+        self.unsent: Frame | None = None
         offered = self.scope.get("subprotocols", ())
-        await self.accept(SUBPROTOCOL if SUBPROTOCOL in offered else None)
-        # Registered before reading the list, so that no change falls in between.
+        await self.accept(self.subprotocol if self.subprotocol in offered else None)
+        await self.accepted()
         await relay().add(self)
-        self.offer(await snapshots.acurrent_snapshot())
+
+    async def accepted(self) -> None:
+        """Speak to the client before its first list, if the protocol has to."""
 
     async def disconnect(self, code):
         """Stop sending."""
@@ -115,7 +107,7 @@ class UserListConsumer(AsyncJsonWebsocketConsumer):
                 "too_large", f"Send at most {settings.USERS_MAX_FRAME_LENGTH} characters a frame."
             )
         elif text_data == ADD_USER_COMMAND:
-            await self.create_user(None)
+            await self.add_user()
         else:
             try:
                 content = await self.decode_json(text_data)
@@ -123,6 +115,85 @@ class UserListConsumer(AsyncJsonWebsocketConsumer):
                 await self.send_error("invalid_json", "The frame is not valid JSON.")
             else:
                 await self.receive_json(content)
+
+    async def add_user(self) -> None:
+        """Answer ``__addUser__``."""
+        raise NotImplementedError
+
+    def offer(self, frame: Frame) -> None:
+        """Make ``frame`` the next to send, unless the client has or awaits a newer list."""
+        if frame.version > self.version:
+            self.version, self.unsent = frame.version, frame
+            if self.sender is None:
+                self.sender = asyncio.create_task(self.send_newest())
+
+    async def send_newest(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self.unsent is not None:
+                frame, self.unsent = self.unsent, None
+                self.handing(frame)
+                self.sending_since = loop.time()
+                await self.send(text_data=frame.text)
+                self.sending_since = None
+        except CLIENT_GONE:
+            pass
+        except Exception:
+            logger.exception("Could not send the users list; closing that socket")
+            self.end()
+        finally:
+            self.sender = None
+
+    def handing(self, frame: Frame) -> None:
+        """Note that ``frame`` goes to the transport now: the client will hold its list."""
+
+    def end(self) -> None:
+        """End this consumer and any send it is stuck in; the server then closes the connection."""
+        # Not even a close frame would get past a client's unread data.
+        self.gave_up = True
+        self.consumer_task.cancel()
+        if self.sender is not None:
+            self.sender.cancel()
+
+    async def may_write(self, **extra) -> bool:
+        """Take one write from the socket's allowance, or tell the client it is spent."""
+        if self.write_allowance is None:
+            self.write_allowance = TokenBucket(
+                settings.USERS_SOCKET_CREATE_RATE, settings.USERS_SOCKET_CREATE_BURST
+            )
+        if self.write_allowance.take():
+            return True
+        await self.send_error(
+            "rate_limited",
+            self.rate_limited_message.format(
+                rate=settings.USERS_SOCKET_CREATE_RATE, burst=settings.USERS_SOCKET_CREATE_BURST
+            ),
+            **extra,
+        )
+        return False
+
+    async def send_error(self, code: str, message: str, **extra) -> None:
+        with suppress(*CLIENT_GONE):
+            await self.send_json({"type": "error", "code": code, "message": message, **extra})
+
+
+class UserListConsumer(LiveListConsumer):
+    """
+    Protocol v1: the whole list, as a bare JSON array, on connect and after every change.
+
+    The client may send ``__addUser__`` or ``{"action": "create", "name": ...,
+    "email": ...}``. Selected when the client offers ``users.v1`` (apps that
+    present a token must, users.middleware), or no subprotocol.
+    """
+
+    protocol = 1
+    subprotocol = "users.v1"
+    rate_limited_message = (
+        "Create at most {rate:g} users a second (bursts of {burst}); this one was not created."
+    )
+
+    async def add_user(self) -> None:
+        await self.create_user(None)
 
     async def receive_json(self, content, **kwargs):
         """Run a JSON command; ``create`` is the only action."""
@@ -135,56 +206,77 @@ class UserListConsumer(AsyncJsonWebsocketConsumer):
                 '"email": ...}.',
             )
 
-    def offer(self, snapshot: snapshots.Snapshot) -> None:
-        """Make ``snapshot`` the next list to send, unless the client has or awaits a newer one."""
-        if snapshot.version > self.version:
-            self.version, self.unsent = snapshot.version, snapshot
-            if self.sender is None:
-                self.sender = asyncio.create_task(self.send_newest())
-
-    async def send_newest(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            while self.unsent is not None:
-                snapshot, self.unsent = self.unsent, None
-                self.sending_since = loop.time()
-                await self.send(text_data=snapshot.text)
-                self.sending_since = None
-        except CLIENT_GONE:
-            pass
-        except Exception:
-            logger.exception("Could not send the users list; closing that socket")
-            self.end()
-        finally:
-            self.sender = None
-
-    def end(self) -> None:
-        """End this consumer and any send it is stuck in; the server then closes the connection."""
-        # Not even a close frame would get past a client's unread data.
-        self.gave_up = True
-        self.consumer_task.cancel()
-        if self.sender is not None:
-            self.sender.cancel()
-
     async def create_user(self, data: dict | None) -> None:
-        if self.create_allowance is None:
-            self.create_allowance = TokenBucket(
-                settings.USERS_SOCKET_CREATE_RATE, settings.USERS_SOCKET_CREATE_BURST
-            )
-        if not self.create_allowance.take():
-            await self.send_error(
-                "rate_limited",
-                f"Create at most {settings.USERS_SOCKET_CREATE_RATE:g} users a second "
-                f"(bursts of {settings.USERS_SOCKET_CREATE_BURST}); this one was not created.",
-            )
+        if not await self.may_write():
             return
         try:
-            await create_user_as(self.scope["user"], data)
+            await database_sync_to_async(commands.create)(self.scope["user"], data)
         except PermissionDenied:
             await self.send_error("forbidden", "Log in as a user allowed to add users.")
         except ValidationError as exc:
             await self.send_error("invalid", "The user was not created.", errors=exc.detail)
 
-    async def send_error(self, code: str, message: str, **extra) -> None:
-        with suppress(*CLIENT_GONE):
-            await self.send_json({"type": "error", "code": code, "message": message, **extra})
+
+class UserChangesConsumer(LiveListConsumer):
+    """
+    Protocol v2: a snapshot or the changes since the version the client holds,
+    then the changes after every commit; acknowledged, idempotent writes.
+
+    A client resumes with ``?epoch=<epoch>&version=<version>``. The relay
+    computes the frames; this socket only remembers which list the client
+    holds (``holds``), so an idle socket keeps no copy of the list.
+    docs/protocol.md describes every frame.
+    """
+
+    protocol = 2
+    subprotocol = "users.v2"
+    rate_limited_message = (
+        "Write at most {rate:g} times a second (bursts of {burst}); this one was not carried out."
+    )
+    holds: tuple[str | None, int | None] = (None, None)  # (epoch, version) the client holds
+
+    async def accepted(self) -> None:
+        problem = self.read_resume()
+        if problem is not None:
+            await self.send_error("invalid", problem)
+
+    def read_resume(self) -> str | None:
+        """Take the version the client holds from the URL; return what is wrong with it."""
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        epoch, version = query.get("epoch"), query.get("version")
+        if epoch is None and version is None:
+            return None
+        if epoch is None or version is None or len(epoch) > 1 or len(version) > 1:
+            return "Resume with one epoch and one version, or neither; sending the whole list."
+        text = version[0]
+        if not (text.isascii() and text.isdigit() and len(text) < 19 and len(epoch[0]) <= 32):
+            return "The version to resume from is not a version; sending the whole list."
+        self.holds = (epoch[0], int(text))
+        return None
+
+    def handing(self, frame: Frame) -> None:
+        self.holds = (frame.epoch, frame.version)
+
+    async def add_user(self) -> None:
+        await self.send_error("unknown_action", f"{ADD_USER_COMMAND} is protocol v1's.")
+
+    async def receive_json(self, content, **kwargs):
+        """Run a command; acknowledge it to this client after the commit."""
+        if not isinstance(content, dict):
+            await self.send_error("unknown_action", 'Send {"action": ..., ...} objects.')
+            return
+        request_id = content.get("request_id")
+        if not isinstance(request_id, str) or len(request_id) > commands.MAX_REQUEST_ID_LENGTH:
+            request_id = None  # not echoed: it is not one
+        extra = {"request_id": request_id} if request_id else {}
+        if not await self.may_write(**extra):
+            return
+        try:
+            result = await database_sync_to_async(commands.run)(self.scope["user"], content)
+        except commands.CommandError as exc:
+            if exc.errors is not None:
+                extra["errors"] = exc.errors
+            await self.send_error(exc.code, exc.message, **extra)
+        else:
+            with suppress(*CLIENT_GONE):
+                await self.send_json({"type": "ack", "request_id": request_id, **result})

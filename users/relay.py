@@ -1,19 +1,20 @@
 """
-The live list's delivery: publish after each commit, relay to this process's sockets.
+The live list's delivery: announce each commit, bring this process's sockets up to date.
 
-A change to users is counted in the writer's transaction (``record_change``);
-after the commit, ``publish`` asks this server process's Publisher, which reads
-the snapshot once and sends it to the channel layer's ``users`` group. One
-Relay per server process is that group's member for all the process's sockets
-and offers each snapshot to them with a plain method call, so the layer carries
-one message per process and change, whatever the number of sockets.
+A change to users is counted in the writer's transaction (users.models); after
+the commit, ``publish`` sends the new version to the channel layer's ``users``
+group. One Relay per server process is that group's member for all the
+process's sockets: when it hears of a version its sockets do not hold, it reads
+the list once (users.snapshots) and gives each socket the frame that brings it
+there, encoded once per protocol and per version the sockets hold. The layer
+carries one small message per process and change, whatever the size of the
+list or the number of sockets.
 
 The relay keeps that membership whole: its tasks are supervised (a task that
-fails is logged and restarted), it rejoins the group and offers the current
-list whenever the layer may have lost what was sent to it (an outage, a Redis
-restart, which forgets every membership), renews the membership before the
-layer's group expiry, and checks once a second that no committed version went
-unoffered.
+fails is logged and restarted), it rejoins the group and catches up whenever
+the layer may have lost what was sent to it (an outage, a Redis restart, which
+forgets every membership), renews the membership before the layer's group
+expiry, and checks once a second that no committed version went unheard.
 """
 
 import asyncio
@@ -26,21 +27,23 @@ from contextlib import suppress
 
 import redis.asyncio as redis
 from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from . import snapshots
+from . import history, snapshots
 
 GROUP = "users"
-SNAPSHOT_EVENT = "users.snapshot"
+CHANGED_EVENT = "users.changed"
 
 # Errors of a Redis that is down or restarting (the layer's, and the cache's).
 LAYER_ERRORS = (RedisError, OSError)
 
 CHECK_INTERVAL = 1.0  # seconds between the relay's checks: the delay of a catch-up
+FORGET_INTERVAL = 60.0  # seconds between sweeps of the expired history
 OUTAGE_RETRY_INTERVAL = 0.1  # seconds between attempts to reach a layer that is down
 FAILURE_RETRY_FIRST, FAILURE_RETRY_MAX = 0.1, 10.0  # backoff after any other failure
 
@@ -52,11 +55,11 @@ _unpublished = threading.local()
 
 def record_change(sender, **kwargs) -> None:
     """
-    Count a change to users in the writer's transaction; publish after it commits.
+    Publish after the writer's transaction commits.
 
-    Connected to the User model's post_save, post_delete and users_changed.
+    Connected to the User model's post_save, post_delete and users_changed;
+    the change took its version in the same transaction (users.models).
     """
-    snapshots.bump_version()
     _unpublished.changes = True
     # robust: whatever goes wrong in publishing, the committed write stands.
     transaction.on_commit(publish, robust=True)
@@ -64,7 +67,7 @@ def record_change(sender, **kwargs) -> None:
 
 def publish() -> None:
     """
-    Publish the current list, after a commit.
+    Announce the list's version, after a commit.
 
     In a server process whose sockets started a relay, ask its publisher and
     return at once. A management command or a shell has no such loop: it
@@ -82,20 +85,23 @@ def publish() -> None:
         async_to_sync(publish_now)()
 
 
+acurrent_version = database_sync_to_async(snapshots.current_version)
+
+
 async def publish_now() -> None:
-    """Read the current snapshot and send it to the group; log a failure."""
+    """Send the committed version to the group; log a failure."""
     try:
-        snapshot = await snapshots.acurrent_snapshot()
-        await send_to_group(snapshot)
+        epoch, version = await acurrent_version()
+        await send_to_group(epoch, version)
     except Exception:
-        # The relays' catch-up resends the list once the cause is gone.
+        # The relays' catch-up finds the version once the cause is gone.
         logger.exception("Could not publish the users list")
     else:
-        logger.debug("Published users list version %s", snapshot.version)
+        logger.debug("Published users list version %s", version)
 
 
-async def send_to_group(snapshot: snapshots.Snapshot) -> None:
-    event = {"type": SNAPSHOT_EVENT, "version": snapshot.version, "text": snapshot.text}
+async def send_to_group(epoch: str, version: int) -> None:
+    event = {"type": CHANGED_EVENT, "epoch": epoch, "version": version}
     layer = get_channel_layer()
     try:
         await layer.group_send(GROUP, event)
@@ -105,22 +111,23 @@ async def send_to_group(snapshot: snapshots.Snapshot) -> None:
         await layer.group_send(GROUP, event)
 
 
-class Publisher:
+class SingleFlight:
     """
-    Publish for a server process: at most one publish in flight and one pending.
+    Run ``job`` on request: at most one run in flight and one pending.
 
-    A change while idle is published at once. The changes that commit while a
-    publish runs share the next one, whose read starts after they asked, so
-    none is left out and a burst costs as many publishes as fit in its time.
+    A request while idle runs at once. The requests that arrive while a run is
+    under way share the next one, which starts after they asked, so none is
+    left out and a burst costs as many runs as fit in its time. The publisher
+    and the relay's refresh are both run this way.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop):
-        self.loop = loop
+    def __init__(self, loop: asyncio.AbstractEventLoop, job):
+        self.loop, self.job = loop, job
         self.pending = False
         self.running: asyncio.Task | None = None
 
     def request_threadsafe(self) -> None:
-        """Ask for a publish from a writer's thread, without waiting for it."""
+        """Ask for a run from another thread (a writer's), without waiting for it."""
         # A context of its own: the writer's holds its request's executor,
         # which Django shuts when the response is sent.
         self.loop.call_soon_threadsafe(self.request, context=contextvars.Context())
@@ -128,34 +135,38 @@ class Publisher:
     def request(self) -> None:
         self.pending = True
         if self.running is None:
-            self.running = self.loop.create_task(self.run())
+            self.running = self.loop.create_task(self.run(), context=contextvars.Context())
 
     async def run(self) -> None:
         try:
             while self.pending:
                 self.pending = False
-                await publish_now()
+                await self.job()
         finally:
             self.running = None
 
 
 class Relay:
-    """Receive the group's snapshots for this process and offer them to its sockets."""
+    """Hear of new versions for this process and bring its sockets up to date."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self.loop = loop
-        self.publisher = Publisher(loop)
+        self.publisher = SingleFlight(loop, publish_now)
+        self.refresher = SingleFlight(loop, self.refresh)
         self.sockets = weakref.WeakSet()
         self.layer = get_channel_layer()
         self.renew_interval = getattr(self.layer, "group_expiry", 86400) / 4
         self.channel: str | None = None
         self.tasks: list[asyncio.Task] = []
         self.joined_once = asyncio.Event()
-        self.offered_version = 0
-        self.committed_at_last_check = 0
+        self.known_epoch, self.known_version = "", 0  # the newest version heard of
+        self.committed_at_last_check: tuple[str, int] | None = None
 
     async def add(self, socket) -> None:
-        """Offer snapshots to ``socket`` from now on, once the relay has tried to join."""
+        """
+        Bring ``socket`` up to date now and after every change, once the relay
+        has tried to join.
+        """
         self.sockets.add(socket)
         if not self.tasks:
             # Started by the first socket, the relay runs as long as the loop.
@@ -165,15 +176,62 @@ class Relay:
                 for job in (self.listen, self.watch)
             ]
         await self.joined_once.wait()
+        self.refresher.request()
 
     def discard(self, socket) -> None:
-        """Stop offering snapshots to ``socket``."""
+        """Stop sending to ``socket``."""
         self.sockets.discard(socket)
 
-    def offer_all(self, snapshot: snapshots.Snapshot) -> None:
-        self.offered_version = max(self.offered_version, snapshot.version)
-        for socket in list(self.sockets):
-            socket.offer(snapshot)
+    def hear(self, epoch: str, version: int) -> None:
+        """Learn that ``version`` of ``epoch`` is committed; bring the sockets there if new."""
+        if epoch != self.known_epoch:
+            # Versions of another epoch say nothing of what the sockets hold:
+            # every socket gets the whole list.
+            self.known_epoch = epoch
+            for socket in self.sockets:
+                socket.version = -1
+        elif version <= self.known_version:
+            return
+        self.known_version = version
+        self.refresher.request()
+
+    def stale_sockets(self) -> list:
+        return [socket for socket in self.sockets if socket.version < self.known_version]
+
+    async def refresh(self) -> None:
+        """
+        Read the list once and offer each stale socket the frame that brings it up to date.
+
+        One read for all of them: every user if a v1 socket or a v2 socket
+        without a usable version needs the whole list, else the changes since
+        the oldest version a v2 socket holds. Sockets that hold the same
+        version share one encoded frame.
+        """
+        stale = self.stale_sockets()
+        if not stale:
+            return
+        resumes = {socket.holds for socket in stale if socket.protocol == 2}
+        everyone = any(socket.protocol == 1 for socket in stale)
+        try:
+            reading = await database_sync_to_async(snapshots.read)(
+                everyone=everyone, resumes=resumes
+            )
+        except Exception:
+            logger.exception("Could not read the users list; the next check tries again")
+            return
+        self.hear(reading.head.epoch, reading.head.version)
+        frames = {}
+        for socket in self.stale_sockets():
+            if socket.protocol == 1:
+                frame = reading.v1 if reading.everyone else None
+            else:
+                # What a socket holds may have moved on while the list was read.
+                holds = socket.holds
+                if holds not in frames:
+                    frames[holds] = reading.frame_for(*holds)
+                frame = frames[holds]
+            if frame is not None:
+                socket.offer(frame)
 
     async def supervise(self, job) -> None:
         """Run ``job`` for the life of the loop, restarting it whenever it fails."""
@@ -199,7 +257,7 @@ class Relay:
                 delay = min(delay * 2, FAILURE_RETRY_MAX)
 
     async def listen(self) -> None:
-        """Join the group, offer the current list, then every snapshot the group carries."""
+        """Join the group and catch up, then hear every version the group carries."""
         if self.channel is None:
             self.channel = await self.layer.new_channel()
         try:
@@ -209,7 +267,7 @@ class Relay:
         try:
             while True:
                 event = await self.layer.receive(self.channel)
-                self.offer_all(snapshots.Snapshot(event["version"], event["text"]))
+                self.hear(event["epoch"], event["version"])
         finally:
             if asyncio.current_task().cancelling():
                 # The loop is closing: leave, or every publish keeps sending to
@@ -222,28 +280,32 @@ class Relay:
 
     async def rejoin(self) -> None:
         """
-        Join the group and offer the current list.
+        Join the group and catch up with the committed version.
 
         At the first join, and after a failure or a restart of the layer, what
         was published before may not have reached this relay.
         """
         await self.layer.group_add(GROUP, self.channel)
-        self.offer_all(await snapshots.acurrent_snapshot())
+        self.hear(*await acurrent_version())
 
     async def watch(self) -> None:
         """
         Every CHECK_INTERVAL: drop stalled sockets, catch up, rejoin a layer that
-        restarted, renew the membership.
+        restarted, renew the membership; every FORGET_INTERVAL, forget the
+        expired history.
         """
         await self.joined_once.wait()  # listen() has made the channel to rejoin with
         client = redis.from_url(settings.REDIS_URL) if settings.REDIS_URL else None
         try:
             known = await self.identity(client)
-            renewed_at = time.monotonic()
+            renewed_at = forgot_at = time.monotonic()
             while True:
                 await asyncio.sleep(CHECK_INTERVAL)
                 self.drop_stalled_sockets()
                 await self.catch_up()
+                if time.monotonic() - forgot_at > FORGET_INTERVAL:
+                    await database_sync_to_async(history.forget_expired)()
+                    forgot_at = time.monotonic()
                 identity = await self.identity(client)
                 if identity is None:
                     if known is not None:
@@ -276,17 +338,23 @@ class Relay:
 
     async def catch_up(self) -> None:
         """
-        Resend the list if a version committed a whole check ago was never offered.
+        Catch up with a version committed a whole check ago but never heard of,
+        and retry sockets that a failed refresh left behind.
 
-        A snapshot can go missing without the layer going down: a publish that
+        A version can go missing without the layer going down: a publish that
         failed (logged by the publisher), a message dropped over the layer's
         capacity. One small query per process and second bounds how long a
         client can stay behind.
         """
-        if self.offered_version < self.committed_at_last_check:
-            logger.warning("A published list went missing; resending the current one")
-            self.offer_all(await snapshots.acurrent_snapshot())
-        self.committed_at_last_check = await snapshots.acurrent_version()
+        committed = self.committed_at_last_check
+        if committed is not None and (
+            committed[0] != self.known_epoch or committed[1] > self.known_version
+        ):
+            logger.warning("A published version went missing; catching up")
+            self.hear(*committed)
+        elif self.refresher.running is None and self.stale_sockets():
+            self.refresher.request()
+        self.committed_at_last_check = await acurrent_version()
 
     @staticmethod
     async def identity(client) -> str | None:

@@ -1,114 +1,158 @@
 """
-The live list's snapshot: every user as of one version of the list, encoded once.
+The live list as clients receive it: one consistent read, encoded once per frame.
 
-Every change to users bumps the list's version inside the writer's transaction
-(``bump_version``), so versions follow commit order across every process. A
-snapshot is the version and the list read together (``current_snapshot``),
-encoded once as the bare JSON array that socket clients read. users.relay
-delivers it.
+Every change to users takes the next version of the list in the writer's
+transaction (``models.next_version``); each user row carries the version of
+its last change and each deletion leaves a tombstone with its version. One
+read (``read``) returns the list's head (epoch, version, how far back the
+history reaches) with every user, or only with those changed since the oldest
+version a client holds. From it come protocol v1's bare array and v2's
+snapshot and change-set frames, each encoded once however many sockets it
+goes to (users.relay groups them).
 """
 
-import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 
-from channels.db import database_sync_to_async
-from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
-from django.db.models import F
 
-from .models import User, UserListVersion
+from .models import VERSION_ROW, User, UserListVersion, UserTombstone
 from .serializers import UserSerializer
 
-VERSION_ROW = 1  # UserListVersion's one row, created by migration 0003
+ROW_FIELDS = [*UserSerializer.Meta.fields, "version"]
 
 
 @dataclass(frozen=True)
-class Snapshot:
-    """The encoded list of users as of one version of it."""
+class Head:
+    """Where the list stands: its epoch, its version, the oldest version it can resume from."""
+
+    epoch: str
+    version: int
+    history_starts: int
+
+    def can_resume(self, epoch: str | None, version: int | None) -> bool:
+        """Whether every change since ``version`` of ``epoch`` is still known."""
+        return (
+            epoch == self.epoch
+            and version is not None
+            and self.history_starts <= version <= self.version
+        )
+
+
+@dataclass(frozen=True)
+class Frame:
+    """An encoded frame, and the list a client holds once it has it."""
 
     version: int
     text: str
+    epoch: str = ""  # protocol v2's frames only
 
 
 def encode(users) -> str:
-    """Encode users (instances or rows) as the bare JSON array that socket clients read."""
-    return json.dumps(
-        UserSerializer(users, many=True).data, ensure_ascii=False, separators=(",", ":")
-    )
+    """Encode users (instances or rows) as the bare JSON array of protocol v1."""
+    return dump(UserSerializer(users, many=True).data)
 
 
-def bump_version() -> None:
-    """Count one change to users, in the caller's transaction: one UPDATE."""
-    if not UserListVersion.objects.filter(pk=VERSION_ROW).update(number=F("number") + 1):
-        raise ImproperlyConfigured("The users list has no version row: run `manage.py migrate`.")
+def dump(value) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def current_version() -> int:
-    """Return the list's version as committed now: one small query."""
-    return UserListVersion.objects.values_list("number", flat=True).get(pk=VERSION_ROW)
+@dataclass
+class Reading:
+    """
+    The list as of ``head``: every user (``everyone``) or those changed since
+    ``since``, with the deletions since ``since``.
+    """
+
+    head: Head
+    users: list  # rows of ROW_FIELDS, ordered by id
+    everyone: bool
+    since: int | None = None
+    deleted: list | None = None  # (user id, version) of the deletions since ``since``
+
+    @cached_property
+    def array(self) -> str:
+        return encode(self.users)
+
+    @cached_property
+    def v1(self) -> Frame:
+        """Protocol v1's list: the bare array."""
+        return Frame(self.head.version, self.array)
+
+    @cached_property
+    def snapshot(self) -> Frame:
+        """Protocol v2's whole list, around the array v1 sends (encoded once for both)."""
+        head = self.head
+        text = (
+            f'{{"type":"snapshot","epoch":{dump(head.epoch)},"version":{head.version},'
+            f'"users":{self.array}}}'
+        )
+        return Frame(head.version, text, head.epoch)
+
+    def frame_for(self, epoch: str | None, version: int | None) -> Frame | None:
+        """
+        The frame that brings a client holding ``version`` of ``epoch`` to the head.
+
+        A change set where the history reaches back and it is smaller than the
+        list, else the snapshot; None when this reading holds neither.
+        """
+        resumable = self.head.can_resume(epoch, version)
+        if resumable and self.since is not None and version >= self.since:
+            return self.changes(version)
+        return self.snapshot if self.everyone else None
+
+    def changes(self, since: int) -> Frame:
+        head = self.head
+        upserted = [user for user in self.users if user.version > since]
+        deleted = [str(user_id) for user_id, version in self.deleted if version > since]
+        if self.everyone and len(upserted) + len(deleted) > len(self.users):
+            return self.snapshot  # as many entries as the list itself: send the list
+        frame = {
+            "type": "changes",
+            "epoch": head.epoch,
+            "from": since,
+            "version": head.version,
+            "upserted": UserSerializer(upserted, many=True).data,
+            "deleted": deleted,
+        }
+        return Frame(head.version, dump(frame), head.epoch)
 
 
-def current_snapshot() -> Snapshot:
-    """Read the version and the list as one state, and encode it."""
+def read(*, everyone: bool, resumes: Iterable[tuple[str | None, int | None]] = ()) -> Reading:
+    """
+    Read the list's head with every user (``everyone``, or a v2 client that
+    needs a snapshot among ``resumes``), or with the users and deletions since
+    the oldest of the (epoch, version) pairs in ``resumes``.
+    """
+    resumes = set(resumes)
     with transaction.atomic():
-        # Writers bump the version row before they commit, so holding its lock
-        # keeps every write out from between the two reads. (PostgreSQL gives
-        # each statement its own snapshot; SQLite has no row locks but reads a
-        # whole transaction from one snapshot.)
-        version = (
-            UserListVersion.objects.select_for_update()
-            .values_list("number", flat=True)
+        # Writers bump the version row first and hold its lock until they
+        # commit, so holding it keeps every write out from between these reads.
+        # (PostgreSQL gives each statement its own snapshot; SQLite has no row
+        # locks but reads a whole transaction from one snapshot.)
+        head = Head(
+            *UserListVersion.objects.select_for_update()
+            .values_list("epoch", "number", "history_starts")
             .get(pk=VERSION_ROW)
         )
+        resumable = [version for epoch, version in resumes if head.can_resume(epoch, version)]
+        everyone = everyone or len(resumable) < len(resumes)
+        since = min(resumable, default=None)
+        users = User.objects.order_by("id")
+        if not everyone:
+            users = users.filter(version__gt=since)
         # Rows, not model instances: building instances cost more than the query.
-        rows = list(
-            User.objects.order_by("id").values_list(*UserSerializer.Meta.fields, named=True)
-        )
-    return Snapshot(version, encode(rows))
+        rows = list(users.values_list(*ROW_FIELDS, named=True))
+        deleted = None
+        if since is not None:
+            deleted = list(
+                UserTombstone.objects.filter(version__gt=since).values_list("user_id", "version")
+            )
+    return Reading(head, rows, everyone, since, deleted)
 
 
-class SharedRead:
-    """
-    Run ``read`` on the database thread once for every caller that asks before it starts.
-
-    A server restart brings every client back at once; their connects then
-    share a few reads of the list instead of queueing one each. A read counts
-    as started when it runs, not when it is queued, so no caller gets a list
-    read before it asked.
-    """
-
-    def __init__(self, read: Callable):
-        self.read = read
-        self.waiting: asyncio.Future | None = None  # the next read, not started yet
-        self.running: set[asyncio.Task] = set()  # asyncio keeps only weak references to tasks
-
-    async def __call__(self):
-        loop = asyncio.get_running_loop()
-        waiting = self.waiting
-        if waiting is None or waiting.get_loop() is not loop:
-            waiting = self.waiting = loop.create_future()
-            task = loop.create_task(self.run(waiting))
-            self.running.add(task)
-            task.add_done_callback(self.running.discard)
-        return await asyncio.shield(waiting)
-
-    async def run(self, result: asyncio.Future) -> None:
-        try:
-            result.set_result(await database_sync_to_async(self.start)(result))
-        except Exception as exc:
-            result.set_exception(exc)
-        finally:
-            if self.waiting is result:  # it failed before it started
-                self.waiting = None
-
-    def start(self, result: asyncio.Future):
-        # On the database thread: whoever asks from now on waits for the next read.
-        if self.waiting is result:
-            self.waiting = None
-        return self.read()
-
-
-acurrent_snapshot = SharedRead(current_snapshot)
-acurrent_version = database_sync_to_async(current_version)
+def current_version() -> tuple[str, int]:
+    """Return the list's epoch and version as committed now: one small query."""
+    return UserListVersion.objects.values_list("epoch", "number").get(pk=VERSION_ROW)

@@ -197,6 +197,10 @@ USERS_ANONYMOUS_WRITES = env_bool("USERS_ANONYMOUS_WRITES", DEBUG)
 # until then it is only ever sent the newest list (users.consumers).
 USERS_SLOW_CLIENT_TIMEOUT = float(os.environ.get("USERS_SLOW_CLIENT_TIMEOUT", 10))
 
+# How long, at least, protocol v2 clients can resume from a version they hold
+# and retry a write with the same request id (users.history).
+USERS_HISTORY_SECONDS = int(os.environ.get("USERS_HISTORY_SECONDS", 3600))
+
 # What one client may write (users.throttling): through REST, this many writes
 # per user, or per address when anonymous; over a socket, frames up to this many
 # characters (the server's own cap, uvicorn's --ws-max-size, stays the outer

@@ -1,0 +1,172 @@
+"""
+Writes that clients send over the socket, and the request ids that make them idempotent.
+
+A write that carries a request id leaves a receipt in its own transaction
+(users.models.CommandReceipt): the same id from the same requester within
+USERS_HISTORY_SECONDS gets the first answer again and writes nothing, so a
+client that lost an acknowledgement (a dropped connection) can simply retry.
+REST's ``Idempotency-Key`` header shares the receipts (users.views).
+"""
+
+from collections.abc import Callable
+
+from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError, transaction
+from rest_framework.exceptions import ValidationError
+
+from . import services
+from .models import CommandReceipt, User
+from .permissions import may_write
+from .serializers import UserSerializer
+
+MAX_REQUEST_ID_LENGTH = 64
+
+
+class CommandError(Exception):
+    """A command that was refused: its error frame's code, message and field errors."""
+
+    def __init__(self, code: str, message: str, errors: dict | None = None):
+        super().__init__(message)
+        self.code, self.message, self.errors = code, message, errors
+
+
+def requester_key(account) -> str:
+    """
+    Whose request ids these are: an account, or every anonymous writer together.
+
+    Anonymous writers write only where USERS_ANONYMOUS_WRITES lets anyone
+    write, and an answer holds nothing the public list does not: they share
+    one scope and should send random ids (the page and clients/python send
+    UUIDs).
+    """
+    return f"user:{account.pk}" if account.is_authenticated else "anonymous"
+
+
+def check_request_id(request_id) -> str | None:
+    if request_id is None:
+        return None
+    if not isinstance(request_id, str) or not 1 <= len(request_id) <= MAX_REQUEST_ID_LENGTH:
+        raise CommandError(
+            "invalid", f"request_id must be a string of 1 to {MAX_REQUEST_ID_LENGTH} characters."
+        )
+    return request_id
+
+
+def idempotent(
+    requester: str, request_id: str | None, action: str, target: str, perform: Callable[[], dict]
+) -> dict:
+    """
+    Return ``perform()``'s result, run once per ``request_id`` of ``requester``.
+
+    The result (``{"user": ...}`` or ``{"deleted": ...}``) is stored with the
+    write, in one transaction: either both commit or neither.
+    """
+    if request_id is None:
+        return perform()
+    receipt = _receipt(requester, request_id, action, target)
+    if receipt is not None:
+        return receipt
+    try:
+        with transaction.atomic():
+            result = perform()
+            CommandReceipt.objects.create(
+                requester=requester,
+                request_id=request_id,
+                action=action,
+                target=target,
+                result=result,
+            )
+    except IntegrityError:
+        # The same request on another connection committed first; its write
+        # stands and this one was rolled back with the receipt.
+        receipt = _receipt(requester, request_id, action, target)
+        if receipt is None:
+            raise
+        return receipt
+    return result
+
+
+def _receipt(requester: str, request_id: str, action: str, target: str) -> dict | None:
+    receipt = CommandReceipt.objects.filter(requester=requester, request_id=request_id).first()
+    if receipt is None:
+        return None
+    if (receipt.action, receipt.target) != (action, target):
+        raise CommandError(
+            "request_id_reused", "This request_id was already used for a different command."
+        )
+    return receipt.result
+
+
+def create(account, data: dict | None) -> dict:
+    """Create a user from wire ``data`` (None: a generated one, for ``__addUser__``)."""
+    if not may_write(account, "add"):
+        raise PermissionDenied
+    serializer = UserSerializer(data={"name": services.generated_name()} if data is None else data)
+    serializer.is_valid(raise_exception=True)
+    return {"user": UserSerializer(serializer.save()).data}
+
+
+def update(account, user_id: str, data: dict) -> dict:
+    if not may_write(account, "change"):
+        raise PermissionDenied
+    serializer = UserSerializer(_user(user_id), data=data, partial=True)
+    serializer.is_valid(raise_exception=True)
+    return {"user": UserSerializer(serializer.save()).data}
+
+
+def delete(account, user_id: str) -> dict:
+    if not may_write(account, "delete"):
+        raise PermissionDenied
+    services.user_delete(_user(user_id))
+    return {"deleted": user_id}
+
+
+def _user(user_id: str) -> User:
+    try:
+        return User.objects.get(pk=int(user_id))
+    except User.DoesNotExist:
+        raise CommandError("not_found", f"There is no user {user_id}.") from None
+
+
+def _target(content: dict) -> str:
+    user_id = content.get("id")
+    if isinstance(user_id, str) and user_id.isascii() and user_id.isdigit() and len(user_id) < 19:
+        return user_id
+    raise CommandError("invalid", "The user was not changed.", {"id": ["Send a user's id."]})
+
+
+FIELDS = ("name", "email")
+PERMISSION = {"create": "add", "update": "change", "delete": "delete"}
+
+
+def run(account, content: dict) -> dict:
+    """
+    Run a v2 command (``create``, ``update`` or ``delete``) for ``account``.
+
+    Returns the acknowledgement's content; raises CommandError with the code
+    of the error frame to send instead. Runs on the database thread.
+    """
+    action = content.get("action")
+    if action not in PERMISSION:
+        raise CommandError(
+            "unknown_action", 'Send {"action": "create" | "update" | "delete", ...}.'
+        )
+    request_id = check_request_id(content.get("request_id"))
+    target = "" if action == "create" else _target(content)
+    data = {field: content[field] for field in FIELDS if field in content}
+
+    def perform() -> dict:
+        if action == "create":
+            return create(account, data)
+        if action == "update":
+            return update(account, target, data)
+        return delete(account, target)
+
+    try:
+        return idempotent(requester_key(account), request_id, action, target, perform)
+    except PermissionDenied:
+        raise CommandError(
+            "forbidden", f"Log in as a user allowed to {PERMISSION[action]} users."
+        ) from None
+    except ValidationError as exc:
+        raise CommandError("invalid", "Nothing was changed.", exc.detail) from None
