@@ -4,7 +4,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from tests.helpers import make_account, receive_list, wire
-from users import services
+from users import commands, services
 from users.models import User
 
 pytestmark = pytest.mark.django_db
@@ -221,3 +221,51 @@ def test_while_the_cache_is_down_writes_go_through_unthrottled(
     statuses = [api.post("/api/v1/users", {"name": f"U{i}"}).status_code for i in range(2)]
     assert statuses == [201, 201]
     assert "Write throttle unavailable" in caplog.text
+
+
+def test_an_idempotency_key_makes_a_retried_create_answer_the_first_user(api):
+    first = api.post("/api/v1/users", {"name": "Ann"}, format="json", HTTP_IDEMPOTENCY_KEY="k1")
+    again = api.post("/api/v1/users", {"name": "Ann"}, format="json", HTTP_IDEMPOTENCY_KEY="k1")
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert first.json() == again.json()
+    assert User.objects.count() == 1
+
+
+def test_an_idempotency_key_makes_update_and_delete_answer_as_the_first_time(api):
+    ann = services.user_create(name="Ann")
+    for _ in range(2):
+        response = api.patch(detail(ann), {"name": "Anna"}, format="json", HTTP_IDEMPOTENCY_KEY="u")
+        assert (response.status_code, response.json()["name"]) == (200, "Anna")
+    for _ in range(2):
+        assert api.delete(detail(ann), HTTP_IDEMPOTENCY_KEY="d").status_code == 204
+    assert not User.objects.exists()
+
+
+def test_a_key_shared_by_rest_and_the_socket_is_one_command(api):
+    response = api.post("/api/v1/users", {"name": "Ann"}, format="json", HTTP_IDEMPOTENCY_KEY="s")
+    account = response.wsgi_request.user
+    ack = commands.run(account, {"action": "create", "name": "Ann", "request_id": "s"})
+    assert ack == {"user": response.json()}
+    assert User.objects.count() == 1
+
+
+@pytest.mark.parametrize(("key", "status"), [("", 400), ("k" * 65, 400)])
+def test_a_bad_idempotency_key_answers_400_and_writes_nothing(api, key, status):
+    response = api.post("/api/v1/users", {"name": "A"}, format="json", HTTP_IDEMPOTENCY_KEY=key)
+    assert response.status_code == status
+    assert set(response.json()) == {"Idempotency-Key"}
+    assert not User.objects.exists()
+
+
+def test_a_key_reused_for_another_request_answers_422_and_writes_nothing(api):
+    ann = services.user_create(name="Ann")
+    api.post("/api/v1/users", {"name": "Bob"}, format="json", HTTP_IDEMPOTENCY_KEY="r")
+    response = api.delete(detail(ann), HTTP_IDEMPOTENCY_KEY="r")
+    assert response.status_code == 422
+    assert User.objects.filter(pk=ann.pk).exists()
+
+
+def test_a_failed_write_leaves_its_key_free(api):
+    bad = api.post("/api/v1/users", {"name": ""}, format="json", HTTP_IDEMPOTENCY_KEY="f")
+    good = api.post("/api/v1/users", {"name": "Ann"}, format="json", HTTP_IDEMPOTENCY_KEY="f")
+    assert (bad.status_code, good.status_code) == (400, 201)

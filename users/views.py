@@ -11,11 +11,12 @@ from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
 from django.views.generic import TemplateView
-from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import generics
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import generics, status
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from . import services
+from . import commands, services
 from .models import User
 from .permissions import CanWriteUsers, may_write
 from .routing import SOCKET_PATH
@@ -38,23 +39,92 @@ class LiveListPage(TemplateView):
         )
 
 
+IDEMPOTENCY_KEY = "Idempotency-Key"
+IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
+    IDEMPOTENCY_KEY,
+    location=OpenApiParameter.HEADER,
+    required=False,
+    description=(
+        "1 to 64 characters. The same key from the same account again within "
+        "USERS_HISTORY_SECONDS gets the first answer and changes nothing (422 if it "
+        "was used for another request)."
+    ),
+)
+REPLAYED_STATUS = {"create": status.HTTP_201_CREATED, "update": status.HTTP_200_OK}
+
+
 class UserViewMixin:
     queryset = User.objects.order_by("id")
     serializer_class = UserSerializer
     permission_classes = [CanWriteUsers]
     throttle_classes = [WriteRateThrottle]
 
+    def once(self, request, action: str, write) -> Response:
+        """
+        Run ``write`` once per Idempotency-Key of this requester (users.commands).
 
-@extend_schema_view(get=extend_schema(responses=UserListSerializer))
+        A retry gets the first answer again: 201 or 200 with the user, or 204.
+        """
+        key = request.headers.get(IDEMPOTENCY_KEY)
+        if key is None:
+            return write()
+        try:
+            commands.check_request_id(key)
+        except commands.CommandError as exc:
+            raise ValidationError({IDEMPOTENCY_KEY: [exc.message]}) from None
+        pk = self.kwargs.get("pk", "")
+        # As the socket names users ("7", not "007"); a write that succeeds names a real one.
+        target = str(int(pk)) if pk.isascii() and pk.isdigit() else pk
+        answers = []
+
+        def perform() -> dict:
+            answers.append(response := write())
+            if action == "delete":
+                return {"deleted": target}
+            return {"user": response.data}
+
+        requester = commands.requester_key(request.user)
+        try:
+            result = commands.idempotent(requester, key, action, target, perform)
+        except commands.CommandError as exc:
+            return Response({"detail": exc.message}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
+        if answers:
+            return answers[0]
+        if action == "delete":
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(result["user"], status=REPLAYED_STATUS[action])
+
+
+@extend_schema_view(
+    get=extend_schema(responses=UserListSerializer),
+    post=extend_schema(parameters=[IDEMPOTENCY_KEY_PARAMETER]),
+)
 class UserList(UserViewMixin, generics.ListCreateAPIView):
     """List every user, or create one."""
 
     def list(self, request, *args, **kwargs):
         return Response(UserListSerializer({"users": self.get_queryset()}).data)
 
+    def create(self, request, *args, **kwargs):
+        create = super().create
+        return self.once(request, "create", lambda: create(request, *args, **kwargs))
 
+
+@extend_schema_view(
+    put=extend_schema(parameters=[IDEMPOTENCY_KEY_PARAMETER]),
+    patch=extend_schema(parameters=[IDEMPOTENCY_KEY_PARAMETER]),
+    delete=extend_schema(parameters=[IDEMPOTENCY_KEY_PARAMETER]),
+)
 class UserDetail(UserViewMixin, generics.RetrieveUpdateDestroyAPIView):
     """Read, change or delete one user."""
+
+    def update(self, request, *args, **kwargs):
+        update = super().update
+        return self.once(request, "update", lambda: update(request, *args, **kwargs))
+
+    def destroy(self, request, *args, **kwargs):
+        destroy = super().destroy
+        return self.once(request, "delete", lambda: destroy(request, *args, **kwargs))
 
     def perform_destroy(self, instance):
         services.user_delete(instance)
