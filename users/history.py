@@ -12,10 +12,17 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import F, Max
 from django.utils import timezone
 
-from .models import VERSION_ROW, CommandReceipt, UserListVersion, UserTombstone, next_version
+from .models import (
+    VERSION_ROW,
+    CommandReceipt,
+    UserListVersion,
+    UserTombstone,
+    new_epoch,
+    next_version,
+)
 
 
 def record_deletion(sender, instance, **kwargs) -> None:
@@ -40,3 +47,19 @@ def forget_expired() -> None:
             )
             UserTombstone.objects.filter(version__lte=newest).delete()
         CommandReceipt.objects.filter(created_at__lt=cutoff).delete()
+
+
+def start_new_epoch() -> str:
+    """
+    Make every version held so far meaningless: clients resume with a snapshot.
+
+    For a database restored from a backup, whose versions may repeat numbers
+    that clients already hold for another list.
+    """
+    epoch = new_epoch()
+    with transaction.atomic():
+        UserListVersion.objects.filter(pk=VERSION_ROW).update(
+            epoch=epoch, history_starts=F("number")
+        )
+        UserTombstone.objects.all().delete()
+    return epoch
