@@ -1,0 +1,6 @@
+"""A client for usersite's live users socket, protocol v2."""
+
+from .errors import CommandError, OutOfSyncError
+from .userlist import Update, UserList, Users
+
+__all__ = ["CommandError", "OutOfSyncError", "Update", "UserList", "Users"]

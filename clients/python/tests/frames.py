@@ -1,0 +1,22 @@
+"""Builders of the frames a v2 server sends."""
+
+EPOCH = "9f2c41d07a3b6e58"
+
+
+def user(user_id: int, name: str | None = None, email: str = "") -> dict[str, str]:
+    return {"id": str(user_id), "name": name or f"User {user_id}", "email": email}
+
+
+def snapshot(version: int, *users: dict, epoch: str = EPOCH) -> dict:
+    return {"type": "snapshot", "epoch": epoch, "version": version, "users": list(users)}
+
+
+def changes(start: int, version: int, upserted=(), deleted=(), epoch: str = EPOCH) -> dict:
+    return {
+        "type": "changes",
+        "epoch": epoch,
+        "from": start,
+        "version": version,
+        "upserted": list(upserted),
+        "deleted": list(deleted),
+    }
