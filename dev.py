@@ -3,8 +3,9 @@
 Set up and run usersite with nothing but Python installed.
 
     python3 dev.py run    # serve on http://127.0.0.1:8000 (SQLite, in-memory channel layer)
-    python3 dev.py test   # lint; every test on the embedded defaults, then on Redis + PostgreSQL
-                          # the unit tests and the end-to-end tests marked `backends`
+    python3 dev.py test   # lint; the client library's tests; every test on the embedded
+                          # defaults, then on Redis + PostgreSQL the unit tests and the
+                          # end-to-end tests marked `backends`
     python3 dev.py cluster [--processes N] [--port P] [--host H]
                           # N uvicorn processes on ports P..P+N-1 sharing REDIS_URL, DATABASE_URL
 
@@ -71,6 +72,8 @@ def test(args: list[str]) -> None:
     ensure_venv("requirements-test.txt")
     run(PYTHON, "-m", "ruff", "check", ".")
     run(PYTHON, "-m", "ruff", "format", "--check", ".")
+    print("\n== The Python client library's own tests (clients/python)", flush=True)
+    run(PYTHON, "-m", "pytest", "clients/python")
     print("\n== Every test on the embedded defaults: SQLite, in-memory channel layer", flush=True)
     run(PYTHON, "-m", "pytest", *args, env=environment(DATABASE_URL=None, REDIS_URL=None))
     print(
