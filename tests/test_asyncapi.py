@@ -1,0 +1,110 @@
+"""
+The AsyncAPI document of the socket (docs/asyncapi.yaml): true to its
+examples, to docs/protocol.md and to the frames the server sends.
+"""
+
+import json
+import re
+
+import pytest
+import yaml
+from channels.db import database_sync_to_async
+from django.conf import settings
+from jsonschema import Draft7Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT7
+
+from users import services
+from users.routing import SOCKET_PATH
+
+DOCUMENT_PATH = settings.BASE_DIR / "docs" / "asyncapi.yaml"
+DOCUMENT_URI = "urn:usersite:asyncapi"  # the base that the document's own "#/..." refs resolve in
+
+
+@pytest.fixture(scope="module")
+def document() -> dict:
+    return yaml.safe_load(DOCUMENT_PATH.read_text())
+
+
+def message_validator(document: dict, message: str) -> Draft7Validator:
+    """Validate payloads against ``components/messages/<message>`` of the document."""
+    resource = Resource.from_contents(document, default_specification=DRAFT7)
+    registry = Registry().with_resource(DOCUMENT_URI, resource)
+    schema = {"$ref": f"{DOCUMENT_URI}#/components/messages/{message}/payload"}
+    return Draft7Validator(schema, registry=registry)
+
+
+def check_frame(document: dict, protocol: int, frame) -> None:
+    """Check a frame the server sends against the document's message for it."""
+    if protocol == 1:
+        message = "v1List" if isinstance(frame, list) else "v1Error"
+    else:
+        message = f"v2{frame['type'].capitalize()}"
+    message_validator(document, message).validate(frame)
+
+
+def test_every_example_matches_its_message(document):
+    examples = 0
+    for name, message in document["components"]["messages"].items():
+        for example in message.get("examples", []):
+            message_validator(document, name).validate(example["payload"])
+            examples += 1
+    assert examples >= len(document["components"]["messages"])
+
+
+def test_the_frames_of_the_protocol_page_match_the_document(document):
+    """Every whole frame that docs/protocol.md shows a server send is one the document allows."""
+    text = (settings.BASE_DIR / "docs" / "protocol.md").read_text()
+    v1_text, v2_text = text.split("\n## Protocol v2\n")
+    checked = 0
+    for protocol, section in ((1, v1_text), (2, v2_text)):
+        for line in re.findall(r"^< (.*)$", section, flags=re.MULTILINE):
+            if "..." not in line:
+                check_frame(document, protocol, json.loads(line))
+                checked += 1
+    assert checked >= 20
+
+
+async def receive_until(socket, *kinds: str) -> list:
+    """Receive frames until one of each of ``kinds`` (v2 types) has come, in any order."""
+    frames, missing = [], set(kinds)
+    while missing:
+        frames.append(frame := json.loads(await socket.receive_from(timeout=3)))
+        missing.discard(frame["type"])
+    return frames
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_frames_the_server_sends_match_the_document(connect, document):
+    await database_sync_to_async(services.user_create)(name="Ada", email="ada@example.org")
+    v1 = await connect()
+    v2 = await connect(subprotocols=["users.v2"])
+    (snapshot,) = frames = await receive_until(v2, "snapshot")
+    v1_frames = [json.loads(await v1.receive_from())]
+    await v2.send_json_to({"action": "create", "name": "Grace", "request_id": "g"})
+    frames += await receive_until(v2, "ack", "changes")
+    grace = next(frame["user"] for frame in frames if frame["type"] == "ack")
+    for command in [
+        {"action": "update", "id": grace["id"], "email": "grace@example.org"},
+        {"action": "delete", "id": grace["id"], "request_id": "d"},
+    ]:
+        await v2.send_json_to(command)
+        frames += await receive_until(v2, "ack", "changes")
+    await v2.send_json_to({"action": "delete", "id": grace["id"], "request_id": "again"})
+    await v2.send_to(text_data="__addUser__")
+    frames += await receive_until(v2, "error")
+    frames += await receive_until(v2, "error")
+    resume = f"?epoch={snapshot['epoch']}&version={snapshot['version']}"
+    for query in (resume, "?version=1"):
+        resumed = await connect(f"{SOCKET_PATH}{query}", subprotocols=["users.v2"])
+        frames += await receive_until(resumed, "changes" if query == resume else "snapshot")
+    await v1.send_json_to({"action": "create", "name": " "})
+    while isinstance(v1_frames[-1], list):  # the lists of the changes above, then the error
+        v1_frames.append(json.loads(await v1.receive_from(timeout=3)))
+
+    assert {frame["type"] for frame in frames} == {"snapshot", "changes", "ack", "error"}
+    assert {type(frame) for frame in v1_frames} == {list, dict}
+    for frame in frames:
+        check_frame(document, 2, frame)
+    for frame in v1_frames:
+        check_frame(document, 1, frame)
