@@ -1,6 +1,7 @@
 """
-The AsyncAPI document of the socket (docs/asyncapi.yaml): true to its
-examples, to docs/protocol.md and to the frames the server sends.
+The AsyncAPI document of the socket (docs/asyncapi.yaml): served, linked from
+the API docs, and true to its examples, to docs/protocol.md and to the frames
+the server sends.
 """
 
 import json
@@ -18,7 +19,11 @@ from users import services
 from users.routing import SOCKET_PATH
 
 DOCUMENT_PATH = settings.BASE_DIR / "docs" / "asyncapi.yaml"
+DOCUMENT_URL = "/api/asyncapi.yaml"
 DOCUMENT_URI = "urn:usersite:asyncapi"  # the base that the document's own "#/..." refs resolve in
+
+V1_MESSAGES = {"list", "addUser", "create", "error"}
+V2_MESSAGES = {"snapshot", "changes", "ack", "error", "create", "update", "delete"}
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +46,34 @@ def check_frame(document: dict, protocol: int, frame) -> None:
     else:
         message = f"v2{frame['type'].capitalize()}"
     message_validator(document, message).validate(frame)
+
+
+def test_the_document_is_served_as_yaml_and_describes_both_protocols(client):
+    response = client.get(DOCUMENT_URL)
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/yaml"
+    assert response.content == DOCUMENT_PATH.read_bytes()
+    served = yaml.safe_load(response.content)
+    assert served["asyncapi"] == "3.0.0"
+    v1, v2 = served["channels"]["usersV1"], served["channels"]["usersV2"]
+    assert v1["address"] == v2["address"] == SOCKET_PATH
+    assert set(v1["messages"]) == V1_MESSAGES
+    assert set(v2["messages"]) == V2_MESSAGES
+    assert "users.v1" in json.dumps(v1["bindings"])
+    assert "users.v2" in json.dumps(v2["bindings"])
+    assert set(v2["bindings"]["ws"]["query"]["properties"]) == {"epoch", "version"}
+
+
+def test_the_document_is_served_to_reads_only(client):
+    assert client.head(DOCUMENT_URL).status_code == 200
+    assert client.post(DOCUMENT_URL).status_code == 405
+
+
+@pytest.mark.django_db
+def test_the_api_docs_link_to_the_document(client):
+    schema = client.get("/api/schema/", {"format": "json"}).json()
+    # Swagger UI at /api/docs/ renders the description as Markdown: a link.
+    assert f"]({DOCUMENT_URL})" in schema["info"]["description"]
 
 
 def test_every_example_matches_its_message(document):

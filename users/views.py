@@ -1,15 +1,17 @@
 """
 The live page at ``/``, the REST API (``/api/v1/users`` and
-``/api/v1/users/<id>``) and ``/healthz``.
+``/api/v1/users/<id>``), the socket's AsyncAPI document and ``/healthz``.
 """
 
 import asyncio
+import functools
 
 import redis.asyncio as redis
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import connection
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
+from django.views.decorators.http import require_safe
 from django.views.generic import TemplateView
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, status
@@ -128,6 +130,21 @@ class UserDetail(UserViewMixin, generics.RetrieveUpdateDestroyAPIView):
 
     def perform_destroy(self, instance):
         services.user_delete(instance)
+
+
+ASYNCAPI_DOCUMENT = settings.BASE_DIR / "docs" / "asyncapi.yaml"
+ASYNCAPI_CONTENT_TYPE = "application/yaml"  # RFC 9512
+
+
+@functools.cache
+def asyncapi_document() -> bytes:
+    return ASYNCAPI_DOCUMENT.read_bytes()
+
+
+@require_safe
+def asyncapi(request):
+    """Serve the AsyncAPI 3 description of the socket's protocols v1 and v2 (docs/asyncapi.yaml)."""
+    return HttpResponse(asyncapi_document(), content_type=ASYNCAPI_CONTENT_TYPE)
 
 
 HEALTH_CHECK_TIMEOUT = 3  # seconds: a probe must answer before the load balancer gives up

@@ -179,7 +179,11 @@ REST_FRAMEWORK = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "usersite API",
-    "DESCRIPTION": "The users list. Its live WebSocket protocol is in docs/protocol.md.",
+    "DESCRIPTION": (
+        "The users list. Its live WebSocket, `/api/v1/users/ws` (protocols v1 and v2), is "
+        "described in [AsyncAPI 3](/api/asyncapi.yaml) and, with example sessions, in "
+        "docs/protocol.md."
+    ),
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",

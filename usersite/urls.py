@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from users.views import LiveListPage, health
+from users.views import LiveListPage, asyncapi, health
 
 urlpatterns = [
     path("", LiveListPage.as_view(), name="live-list"),
@@ -12,5 +12,6 @@ urlpatterns = [
     path("api/v1/", include("users.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/asyncapi.yaml", asyncapi, name="asyncapi"),
     path("healthz", health, name="health"),
 ]
