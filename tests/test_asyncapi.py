@@ -1,7 +1,7 @@
 """
 The AsyncAPI document of the socket (docs/asyncapi.yaml): served, linked from
 the API docs, and true to its examples, to docs/protocol.md and to the frames
-the server sends.
+the server sends. tests/e2e/test_asyncapi_parser.py runs AsyncAPI's parser on it.
 """
 
 import json
