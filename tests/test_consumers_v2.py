@@ -255,3 +255,25 @@ async def test_writes_over_the_rate_limit_are_refused(connect_v2, settings):
     error = await receive_type(socket, "error")
     assert (error["code"], error["request_id"]) == ("rate_limited", "r2")
     assert await User.objects.acount() == 2
+
+
+async def test_an_id_with_leading_zeros_names_the_same_user_and_request(connect_v2):
+    ann = await database_sync_to_async(services.user_create)(name="Ann")
+    socket = await connect_v2()
+    await receive_frame(socket)
+    padded = {"action": "delete", "id": f"00{ann.pk}", "request_id": "z"}
+    await socket.send_json_to(padded)
+    assert (await receive_type(socket, "ack"))["deleted"] == str(ann.pk)
+    await socket.send_json_to({**padded, "id": str(ann.pk)})  # the same command, retried
+    assert (await receive_type(socket, "ack"))["deleted"] == str(ann.pk)
+
+
+async def test_only_writes_count_against_the_rate_limit(connect_v2, settings):
+    settings.USERS_SOCKET_CREATE_RATE, settings.USERS_SOCKET_CREATE_BURST = 0.5, 1
+    socket = await connect_v2()
+    await receive_frame(socket)
+    for _ in range(3):
+        await socket.send_json_to({"action": "drop"})
+        assert (await receive_frame(socket))["code"] == "unknown_action"
+    await socket.send_json_to({"action": "create", "name": "Ann", "request_id": "a"})
+    assert (await receive_type(socket, "ack"))["request_id"] == "a"

@@ -129,9 +129,10 @@ def _user(user_id: str) -> User:
 
 
 def _target(content: dict) -> str:
+    """The user id a command names, as the list spells it ("7", not "007")."""
     user_id = content.get("id")
     if isinstance(user_id, str) and user_id.isascii() and user_id.isdigit() and len(user_id) < 19:
-        return user_id
+        return str(int(user_id))
     raise CommandError("invalid", "The user was not changed.", {"id": ["Send a user's id."]})
 
 

@@ -262,8 +262,10 @@ class UserChangesConsumer(LiveListConsumer):
 
     async def receive_json(self, content, **kwargs):
         """Run a command; acknowledge it to this client after the commit."""
-        if not isinstance(content, dict):
-            await self.send_error("unknown_action", 'Send {"action": ..., ...} objects.')
+        if not isinstance(content, dict) or content.get("action") not in commands.PERMISSION:
+            await self.send_error(
+                "unknown_action", 'Send {"action": "create" | "update" | "delete", ...}.'
+            )
             return
         request_id = content.get("request_id")
         if not isinstance(request_id, str) or len(request_id) > commands.MAX_REQUEST_ID_LENGTH:
