@@ -10,6 +10,7 @@ import subprocess
 import sys
 import uuid
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
@@ -140,19 +141,40 @@ def read_until_closed(raw: socket.socket, timeout: float = 10) -> int:
     return total
 
 
+def manage_shell(env: dict, code: str) -> None:
+    """Run ``code`` in ``manage.py shell`` on the database of ``env``, with User imported."""
+    subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", f"from users.models import User; {code}"],
+        cwd=ROOT, env=env, check=True,
+    )  # fmt: skip
+
+
 @contextmanager
 def long_named_users(server_env: dict, count: int, name_length: int):
     """Insert ``count`` users with long names into the servers' database, for one test."""
     name = "x" * name_length
-
-    def manage_shell(code: str) -> None:
-        subprocess.run(
-            [sys.executable, "manage.py", "shell", "-c", f"from users.models import User; {code}"],
-            cwd=ROOT, env=server_env, check=True,
-        )  # fmt: skip
-
-    manage_shell(f"User.objects.bulk_create(User(name={name!r}) for _ in range({count}))")
+    manage_shell(
+        server_env, f"User.objects.bulk_create(User(name={name!r}) for _ in range({count}))"
+    )
     try:
         yield
     finally:
-        manage_shell(f"User.objects.filter(name={name!r}).delete()")
+        manage_shell(server_env, f"User.objects.filter(name={name!r}).delete()")
+
+
+def database_of_numbered_users(server_env: dict, folder: Path, count: int) -> dict:
+    """
+    Make an SQLite database in ``folder`` holding users "User 1" to "User <count>"
+    (ids 1 to ``count``); return the environment of servers on it.
+
+    A database of its own: deleting that many users from the shared one, each
+    leaving a tombstone, takes longer than the test.
+    """
+    env = {**server_env, "DATABASE_URL": f"sqlite:///{folder / 'numbered-users.sqlite3'}"}
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True
+    )
+    manage_shell(
+        env, f"User.objects.bulk_create(User(name=f'User {{n}}') for n in range(1, {count} + 1))"
+    )
+    return env
