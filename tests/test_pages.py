@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from tests.helpers import make_account
@@ -31,6 +33,16 @@ def test_a_user_without_staff_access_gets_no_edit_links(client):
     assert "data-edit-url" not in client.get("/").content.decode()
 
 
-def test_the_page_script_is_served(client):
-    response = client.get("/static/users/live-list.js")
+def test_the_count_not_the_list_announces_changes(client):
+    """The list renders rows as it scrolls: announcing those would read it aloud."""
+    page = client.get("/").content.decode()
+    assert re.search(r'<span id="count"[^>]*aria-live="polite"', page)
+    assert not re.search(r'id="users(-view)?"[^>]*aria-live', page)
+
+
+@pytest.mark.parametrize(
+    "module", ["live-list.js", "add-user-form.js", "user-list.js", "virtual-list.js"]
+)
+def test_the_page_scripts_are_served(client, module):
+    response = client.get(f"/static/users/{module}")
     assert response.status_code == 200

@@ -1,16 +1,21 @@
 """The live page in headless Chromium (Debian's), driven by Playwright, against a real server."""
 
+import json
 import os
 import shutil
-import subprocess
-import sys
 import uuid
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
-from servers import ROOT, SOCKET_PATH
-from tests.e2e.clients import unique_name
+from servers import SOCKET_PATH
+from tests.e2e.clients import (
+    database_of_numbered_users,
+    long_named_users,
+    manage_shell,
+    unique_name,
+)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Chromium's own calls home fail on this closed network; keep it from trying.
@@ -18,8 +23,11 @@ CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
-# The page's socket, for page.route_web_socket.
-SOCKET_URL = f"**{SOCKET_PATH}"
+
+
+def is_socket_url(url: str) -> bool:
+    """The page's socket, with or without the query that resumes it (for page.route_web_socket)."""
+    return urlsplit(url).path == SOCKET_PATH
 
 
 @pytest.fixture(scope="module")
@@ -38,18 +46,23 @@ def browser():
 
 @pytest.fixture
 def open_page(browser):
-    """Open the page, phone-sized; ``route_socket`` (a WebSocketRoute handler) routes its socket."""
+    """
+    Open the page, phone-sized, and wait for its list; ``prepare(page)`` runs
+    before it loads (to route or watch its socket).
+    """
     contexts = []
 
-    def open_(url: str, route_socket=None):
+    def open_(url: str, prepare=None, live_timeout_ms: int = 5000):
         context = browser.new_context(viewport={"width": 390, "height": 844})  # a phone
         contexts.append(context)
         page = context.new_page()
-        if route_socket:
-            # Installed before goto: only sockets opened after this are routed.
-            page.route_web_socket(SOCKET_URL, route_socket)
+        if prepare:
+            prepare(page)
         page.goto(url)
-        expect(page.locator("#connection")).to_have_text("Live")
+        expect(page.locator("#connection")).to_have_text("Live", timeout=live_timeout_ms)
+        # New users join the list at its end, where the tests look for them.
+        page.evaluate("() => { const view = document.getElementById('users-view'); "
+                      "view.scrollTop = view.scrollHeight; }")  # fmt: skip
         return page
 
     yield open_
@@ -67,20 +80,140 @@ def user_item(page, name: str):
     return page.locator("#users li", has_text=name)
 
 
-def test_the_page_shows_the_list_and_a_rest_create_appears_without_reload(
+def rest_create(server, name: str, email: str = "") -> dict:
+    response = httpx.post(f"{server.url}/api/v1/users", json={"name": name, "email": email})
+    response.raise_for_status()
+    return response.json()
+
+
+def rest_users(server) -> list:
+    return httpx.get(f"{server.url}/api/v1/users").json()["users"]
+
+
+# Every row of the list, read one view at a time. Dispatching the scroll event
+# renders at once, where the browser's own would wait for the next frame.
+READ_EVERY_ROW = """() => {
+  const view = document.getElementById("users-view");
+  const rows = new Map();
+  for (let top = 0; ; top += view.clientHeight) {
+    view.scrollTop = top;
+    view.dispatchEvent(new Event("scroll"));
+    for (const row of document.querySelectorAll("#users li")) {
+      const text = (selector) => row.querySelector(selector).textContent;
+      rows.set(Number(row.getAttribute("aria-posinset")),
+               { id: row.dataset.id, name: text(".name"), email: text(".email") });
+    }
+    if (top + view.clientHeight >= view.scrollHeight) break;
+  }
+  return [...rows].sort(([a], [b]) => a - b).map(([, row]) => row);
+}"""
+
+
+def page_rows(page) -> list:
+    """The users the page shows, in order, as REST answers them."""
+    return page.evaluate(READ_EVERY_ROW)
+
+
+def test_the_page_shows_the_list_and_applies_rest_creates_updates_and_deletes_live(
     start_server, open_page, tmp_path
 ):
     server = start_server("uvicorn")
-    before = unique_name("Before")
-    httpx.post(f"{server.url}/api/v1/users", json={"name": before, "email": "b@example.org"})
+    kept = rest_create(server, unique_name("Kept"), "kept@example.org")
+    renamed = rest_create(server, unique_name("To rename"))
+    deleted = rest_create(server, unique_name("To delete"))
     page = open_page(server.url)
-    expect(user_item(page, before)).to_contain_text("b@example.org")
-    during = unique_name("Via REST")
-    httpx.post(f"{server.url}/api/v1/users", json={"name": during})
-    expect(user_item(page, during)).to_be_visible()
+    expect(user_item(page, kept["name"])).to_contain_text("kept@example.org")
+    # Rows the page renders again get new elements, without this mark.
+    page.locator("#users li").evaluate_all("rows => rows.forEach((row) => row.dataset.seen = '')")
+
+    created = rest_create(server, unique_name("Via REST"))
+    new_name = unique_name("Renamed")
+    httpx.patch(f"{server.url}/api/v1/users/{renamed['id']}", json={"name": new_name})
+    httpx.delete(f"{server.url}/api/v1/users/{deleted['id']}").raise_for_status()
+
+    expect(user_item(page, created["name"])).to_be_visible()
+    expect(user_item(page, new_name)).to_be_visible()
+    expect(user_item(page, deleted["name"])).to_have_count(0)
+    expect(user_item(page, kept["name"])).to_have_attribute("data-seen", "")
+    assert page_rows(page) == rest_users(server)
     screenshot = os.environ.get("USERSITE_SCREENSHOT") or tmp_path / "page.png"
     page.screenshot(path=screenshot, full_page=True)
     assert os.path.getsize(screenshot) > 0
+
+
+class ReceivedBytes:
+    """Count the bytes of the frames each socket of a page receives."""
+
+    def __init__(self):
+        self.sockets = []  # [url, bytes received], one per socket the page opened
+
+    def watch(self, page) -> None:
+        page.on("websocket", self.opened)
+
+    def opened(self, ws) -> None:
+        record = [ws.url, 0]
+        self.sockets.append(record)
+
+        def received(payload) -> None:
+            record[1] += len(payload.encode() if isinstance(payload, str) else payload)
+
+        ws.on("framereceived", received)
+
+
+def test_after_a_server_restart_the_page_resumes_without_downloading_the_list_again(
+    start_server, open_page, server_env
+):
+    with long_named_users(server_env, count=2000, name_length=150):
+        server = start_server("uvicorn")
+        received = ReceivedBytes()
+        page = open_page(server.url, prepare=received.watch, live_timeout_ms=15_000)
+        [(_, snapshot_bytes)] = received.sockets
+        assert snapshot_bytes > 2000 * 150
+
+        server.stop()
+        expect(page.locator("#connection")).to_have_text("Reconnecting…")
+        opened_before_restart = len(received.sockets)
+        made_while_down = unique_name("While down")
+        manage_shell(
+            server_env,
+            f"User.objects.create(name={made_while_down!r}); "
+            f"User.objects.filter(name={'x' * 150!r}).first().delete()",
+        )
+        server.start()
+        expect(page.locator("#connection")).to_have_text("Live", timeout=30_000)
+        expect(user_item(page, made_while_down)).to_be_visible()
+        made_after = rest_create(server, unique_name("After the restart"))
+        expect(user_item(page, made_after["name"])).to_be_visible()
+
+        after_restart = received.sockets[opened_before_restart:]
+        assert all("epoch=" in url and "version=" in url for url, _ in after_restart)
+        resumed_bytes = sum(count for _, count in after_restart)
+        print(f"snapshot {snapshot_bytes} bytes; after the restart {resumed_bytes} bytes")
+        assert 0 < resumed_bytes < snapshot_bytes / 100
+        assert page_rows(page) == rest_users(server)
+
+
+def test_a_list_of_100000_users_renders_only_the_rows_in_view(
+    start_server, open_page, server_env, tmp_path
+):
+    server = start_server("uvicorn", **database_of_numbered_users(server_env, tmp_path, 100_000))
+    page = open_page(server.url, live_timeout_ms=20_000)
+    expect(page.locator("#count")).to_have_text("(100000)")
+    view = page.locator("#users-view")
+    rows = page.locator("#users li")
+
+    view.press("Home")
+    expect(page.get_by_text("User 1", exact=True)).to_be_in_viewport()
+    assert 0 < rows.count() < 100
+    view.press("End")
+    expect(page.get_by_text("User 100000", exact=True)).to_be_in_viewport()
+    assert 0 < rows.count() < 100
+    expect(page.get_by_text("User 1", exact=True)).to_have_count(0)
+
+    rest_create(server, "User 100001")
+    expect(page.locator("#count")).to_have_text("(100001)")
+    view.press("End")
+    expect(page.get_by_text("User 100001", exact=True)).to_be_in_viewport()
 
 
 def test_the_form_adds_a_user_that_appears_in_a_second_page(start_server, open_page):
@@ -103,59 +236,70 @@ def test_an_invalid_email_shows_its_error_next_to_the_field(start_server, open_p
     page.get_by_label("Email").press("Enter")
     expect(page.locator("#email-error")).to_contain_text("valid email")
     expect(page.get_by_label("Email")).to_have_attribute("aria-invalid", "true")
-    users = httpx.get(f"{server.url}/api/v1/users").json()["users"]
-    assert name not in [user["name"] for user in users]
-
-
-def test_after_a_server_restart_the_page_reconnects_and_shows_the_current_list(
-    start_server, open_page, server_env
-):
-    server = start_server("uvicorn")
-    page = open_page(server.url)
-    server.stop()
-    expect(page.locator("#connection")).to_have_text("Reconnecting…")
-    name = unique_name("While down")
-    subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c",
-         f"from users.models import User; User.objects.create(name={name!r})"],
-        cwd=ROOT, env=server_env, check=True,
-    )  # fmt: skip
-    server.start()
-    expect(page.locator("#connection")).to_have_text("Live", timeout=30_000)
-    expect(user_item(page, name)).to_be_visible()
+    assert name not in [user["name"] for user in rest_users(server)]
 
 
 class HoldingRelay:
     """
     A WebSocket route that relays the page's socket to the server but holds
-    what the page sends until ``release()``: the test decides whether the
-    page's create or another client's change reaches the page first.
+    what the page sends until ``release()``, and, with ``hold_acks`` set, the
+    acks the server sends until ``release_acks()``: the test decides in what
+    order the page gets its answers and other clients' changes.
     """
 
     def __init__(self):
-        self.held, self.server, self.page_side = [], None, None
+        self.held, self.held_acks, self.urls = [], [], []
+        self.hold_acks = False
+        self.server = self.page_side = None
+        self.holds = None  # (epoch, version) of the newest list frame passed to the page
 
-    def __call__(self, ws) -> None:
+    def install(self, page) -> None:
+        page.route_web_socket(is_socket_url, self.route)
+
+    def route(self, ws) -> None:
         # Called again for the socket the page opens when it reconnects.
         self.page_side, self.server = ws, ws.connect_to_server()
+        self.urls.append(ws.url)
         ws.on_message(lambda frame: self.held.append(frame))
+        self.server.on_message(lambda frame: self.from_server(ws, frame))
 
-    def wait_for_frame(self, page, timeout_ms: int = 5000) -> None:
+    def from_server(self, page_side, frame: str) -> None:
+        content = json.loads(frame)
+        if content["type"] == "ack" and self.hold_acks:
+            self.held_acks.append(frame)
+            return
+        if content["type"] in ("snapshot", "changes"):
+            self.holds = (content["epoch"], content["version"])
+        page_side.send(frame)
+
+    def wait_until(self, page, condition, what: str, timeout_ms: int = 5000) -> None:
         # The route's callbacks run only while Playwright waits, so wait in small steps.
         for _ in range(timeout_ms // 20):
-            if self.held:
+            if condition():
                 return
             page.wait_for_timeout(20)
-        raise AssertionError("the page sent nothing")
+        raise AssertionError(f"timed out waiting for {what}")
+
+    def wait_for_frame(self, page) -> None:
+        self.wait_until(page, lambda: self.held, "the page to send a frame")
 
     def release(self) -> None:
         for frame in self.held:
             self.server.send(frame)
         self.held.clear()
 
+    def release_acks(self) -> None:
+        for frame in self.held_acks:
+            self.page_side.send(frame)
+        self.held_acks.clear()
+
+    def send_to_page(self, content: dict) -> None:
+        self.page_side.send(json.dumps(content))
+
     def drop_connection(self) -> None:
         """Lose the held frames and close both sides, as a network failure would."""
         self.held.clear()
+        self.held_acks.clear()
         self.server.close()
         self.page_side.close()
 
@@ -165,21 +309,22 @@ def held_page(start_server, open_page):
     """A server, and a page on it whose sends a HoldingRelay holds: (server, relay, page)."""
     server = start_server("uvicorn")
     relay = HoldingRelay()
-    return server, relay, open_page(server.url, route_socket=relay)
+    return server, relay, open_page(server.url, prepare=relay.install)
 
 
-def submit_and_hold(page, relay: HoldingRelay, name: str, email: str) -> None:
-    """Fill the form and submit it; return once the relay holds the page's create."""
+def submit_and_hold(page, relay: HoldingRelay, name: str, email: str) -> dict:
+    """Fill the form and submit it; return the page's create once the relay holds it."""
     page.get_by_label("Name").fill(name)
     page.get_by_label("Email").fill(email)
     page.get_by_role("button", name="Add").click()
     relay.wait_for_frame(page)
+    return json.loads(relay.held[-1])
 
 
 def another_client_adds_a_user(page, server) -> None:
     """Add a user through REST and wait until the page shows it."""
     other = unique_name("Someone else")
-    httpx.post(f"{server.url}/api/v1/users", json={"name": other}).raise_for_status()
+    rest_create(server, other)
     expect(user_item(page, other)).to_be_visible()
 
 
@@ -188,14 +333,46 @@ def expect_form(page, name: str, email: str) -> None:
     expect(page.get_by_label("Email")).to_have_value(email)
 
 
-def test_another_clients_change_during_a_submit_leaves_the_form_until_its_own_user_appears(
-    held_page,
-):
+def test_a_submit_sends_a_create_with_a_new_request_id_each_time(held_page):
+    _, relay, page = held_page
+    first = submit_and_hold(page, relay, unique_name("First"), "")
+    relay.release()
+    expect_form(page, "", "")
+    second = submit_and_hold(page, relay, unique_name("Second"), "")
+    assert first.keys() == second.keys() == {"action", "name", "email", "request_id"}
+    assert first["action"] == "create"
+    assert first["request_id"] != second["request_id"]
+    assert uuid.UUID(first["request_id"]).version == uuid.UUID(second["request_id"]).version == 4
+
+
+def test_the_form_resets_on_its_ack_not_on_the_change_that_carries_its_user(held_page):
+    _, relay, page = held_page
+    relay.hold_acks = True
+    name = unique_name("Acked")
+    submit_and_hold(page, relay, name, "")
+    relay.release()
+    expect(user_item(page, name)).to_be_visible()
+    expect_form(page, name, "")
+    expect(page.get_by_role("button", name="Add")).to_be_disabled()
+    relay.release_acks()
+    expect_form(page, "", "")
+    expect(page.get_by_role("button", name="Add")).to_be_enabled()
+
+
+def test_other_clients_changes_and_answers_to_other_requests_leave_a_pending_submit(held_page):
     server, relay, page = held_page
     name, email = unique_name("Mine"), f"{uuid.uuid4().hex[:8]}@example.org"
     submit_and_hold(page, relay, f"  {name} ", email)
+    someone = {"id": "1", "name": "Someone", "email": ""}
+    relay.send_to_page({"type": "ack", "request_id": "another-request", "user": someone})
+    relay.send_to_page(
+        {"type": "error", "code": "invalid", "message": "Nothing was changed.",
+         "errors": {"email": ["Not this form's."]}, "request_id": "another-request"}
+    )  # fmt: skip
+    # The server's frames reach the page after those: once it shows the user, it has read them.
     another_client_adds_a_user(page, server)
     expect_form(page, f"  {name} ", email)
+    expect(page.locator("#email-error")).to_be_empty()
     relay.release()
     expect(user_item(page, name)).to_contain_text(email)
     expect_form(page, "", "")
@@ -204,9 +381,7 @@ def test_another_clients_change_during_a_submit_leaves_the_form_until_its_own_us
 def test_an_error_after_another_clients_change_shows_next_to_the_kept_input(held_page):
     server, relay, page = held_page
     taken = f"taken-{uuid.uuid4().hex[:8]}@example.org"
-    httpx.post(
-        f"{server.url}/api/v1/users", json={"name": "Owner", "email": taken}
-    ).raise_for_status()
+    rest_create(server, "Owner", taken)
     name = unique_name("Duplicate")
     submit_and_hold(page, relay, name, taken)
     another_client_adds_a_user(page, server)
@@ -217,28 +392,64 @@ def test_an_error_after_another_clients_change_shows_next_to_the_kept_input(held
     expect_form(page, name, taken)
 
 
-def test_typing_after_a_submit_is_kept_when_the_submitted_user_appears(held_page):
+def test_typing_after_a_submit_is_kept_when_its_ack_arrives(held_page):
     _, relay, page = held_page
     name = unique_name("Sent")
     submit_and_hold(page, relay, name, "")
     page.get_by_label("Name").fill("The next one")
     relay.release()
     expect(user_item(page, name)).to_be_visible()
+    expect(page.get_by_role("button", name="Add")).to_be_enabled()
     expect_form(page, "The next one", "")
 
 
-def test_a_submit_lost_with_its_socket_can_be_sent_again_after_the_reconnect(held_page):
-    server, relay, page = held_page
+def test_a_submit_lost_with_its_socket_is_sent_again_after_the_reconnect(held_page):
+    _, relay, page = held_page
     name = unique_name("Lost")
-    submit_and_hold(page, relay, name, "")
+    sent = submit_and_hold(page, relay, name, "")
     relay.drop_connection()
     expect(page.locator("#connection")).to_have_text("Reconnecting…")
-    expect(page.locator("#connection")).to_have_text("Live")
-    another_client_adds_a_user(page, server)
-    expect_form(page, name, "")
-    expect(page.get_by_role("button", name="Add")).to_be_enabled()
-    page.get_by_role("button", name="Add").click()
     relay.wait_for_frame(page)
+    assert json.loads(relay.held[-1]) == sent
     relay.release()
     expect(user_item(page, name)).to_be_visible()
     expect_form(page, "", "")
+
+
+def test_a_submit_whose_ack_was_lost_is_sent_again_and_makes_one_user(held_page):
+    server, relay, page = held_page
+    relay.hold_acks = True
+    name = unique_name("Made once")
+    sent = submit_and_hold(page, relay, name, "")
+    relay.release()
+    relay.wait_until(page, lambda: relay.held_acks, "the server's ack")
+    relay.drop_connection()
+    relay.hold_acks = False
+    relay.wait_for_frame(page)
+    assert json.loads(relay.held[-1]) == sent
+    relay.release()
+    expect_form(page, "", "")
+    assert [user["name"] for user in rest_users(server)].count(name) == 1
+    expect(user_item(page, name)).to_have_count(1)
+
+
+@pytest.mark.parametrize("mismatch", ["a version gap", "another epoch"])
+def test_changes_that_do_not_follow_the_list_shown_make_the_page_take_the_whole_list(
+    held_page, mismatch
+):
+    server, relay, page = held_page
+    epoch, version = relay.holds
+    ghost = {"id": "999999999", "name": unique_name("Ghost"), "email": ""}
+    changes = {"type": "changes", "epoch": epoch, "from": version, "version": version + 1,
+               "upserted": [ghost], "deleted": []}  # fmt: skip
+    if mismatch == "a version gap":
+        changes.update({"from": version + 1, "version": version + 2})
+    else:
+        changes["epoch"] = "another-epoch"
+    relay.send_to_page(changes)
+    relay.wait_until(page, lambda: len(relay.urls) == 2, "the page to reconnect")
+    assert "epoch=" not in relay.urls[-1]
+    expect(page.locator("#connection")).to_have_text("Live")
+    another_client_adds_a_user(page, server)
+    expect(user_item(page, ghost["name"])).to_have_count(0)
+    assert page_rows(page) == rest_users(server)

@@ -1,36 +1,40 @@
-// The live list page: keeps the list current over the socket (protocol v1,
-// docs/protocol.md), reconnects by itself, and adds users through the socket.
+// The live list page: keeps the list current over the socket with protocol v2
+// (docs/protocol.md): the whole list once, then only what changed. After a
+// reconnect it resumes from the version it holds, so the list is not
+// downloaded again. Adds users through the socket (add-user-form.js).
 
-const page = document.getElementById("live-list");
-const status = document.getElementById("connection");
-const list = document.getElementById("users");
-const count = document.getElementById("count");
-const form = document.getElementById("add-user");
+import { AddUserForm } from "./add-user-form.js";
+import { UserList } from "./user-list.js";
+import { VirtualList } from "./virtual-list.js";
 
+const SUBPROTOCOL = "users.v2";
 const RETRY_FIRST_MS = 500;
 const RETRY_MAX_MS = 10000;
 const STATE_TEXT = { connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…" };
 
+const page = document.getElementById("live-list");
+const status = document.getElementById("connection");
+const count = document.getElementById("count");
+const formElement = document.getElementById("add-user");
+
+const users = new UserList();
+const view = new VirtualList(document.getElementById("users-view"), document.getElementById("users"), users, fillRow);
+const form = formElement && new AddUserForm(formElement, send);
+
 let socket = null;
 let retryDelay = RETRY_FIRST_MS;
-let connectionState = "connecting";
-// The ids of the newest list. Replaced, never changed, so a submit can keep
-// the set it saw and tell its own new user from an older one of the same name.
-let knownIds = new Set();
-// The create sent and not answered yet, or null. Protocol v1 has no
-// acknowledgements: the answer is an error frame, or a list holding the user
-// that was sent. One at a time, so that an error frame can only be its answer.
-let pending = null;
-
-function updateButton() {
-  if (form) form.querySelector("button").disabled = connectionState !== "live" || pending !== null;
-}
+let connectionState = null;
+// The epoch and version of the list shown, which the next connection resumes
+// from; null before the first snapshot, and after changes that could not be
+// applied to it.
+let held = null;
 
 function setState(state) {
+  if (state === connectionState) return; // the status is a live region: say each state once
   connectionState = state;
   status.dataset.state = state;
   status.textContent = STATE_TEXT[state];
-  updateButton();
+  form?.setLive(state === "live");
 }
 
 function editLink(user) {
@@ -42,112 +46,78 @@ function editLink(user) {
   return link;
 }
 
+function span(className, text) {
+  const element = document.createElement("span");
+  element.className = className;
+  element.textContent = text;
+  return element;
+}
+
 // Built with textContent only: names and emails are never parsed as HTML.
-function renderList(users) {
-  const items = users.map((user) => {
-    const item = document.createElement("li");
-    item.dataset.id = user.id;
-    const name = document.createElement("span");
-    name.className = "name";
-    name.textContent = user.name;
-    const email = document.createElement("span");
-    email.className = "email";
-    email.textContent = user.email;
-    item.append(name, email);
-    if (page.dataset.editUrl) item.append(editLink(user));
-    return item;
-  });
-  list.replaceChildren(...items);
-  count.textContent = `(${users.length})`;
+function fillRow(row, user) {
+  row.dataset.id = user.id;
+  row.replaceChildren(span("name", user.name), span("email", user.email));
+  if (page.dataset.editUrl) row.append(editLink(user));
 }
 
-function showErrors(errors, message) {
-  for (const slot of form.querySelectorAll("[data-error-for]")) {
-    const field = slot.dataset.errorFor;
-    const text = field === "form" ? (Object.keys(errors).length ? "" : message) : (errors[field] || []).join(" ");
-    slot.textContent = text;
-    form.elements[field]?.setAttribute("aria-invalid", text ? "true" : "false");
+function send(command) {
+  if (socket?.readyState === WebSocket.OPEN) socket.send(JSON.stringify(command));
+}
+
+function showCurrentList() {
+  view.render();
+  count.textContent = `(${users.size})`;
+  retryDelay = RETRY_FIRST_MS;
+  setState("live");
+}
+
+function receiveSnapshot(frame) {
+  users.replace(frame.users);
+  held = { epoch: frame.epoch, version: frame.version };
+  showCurrentList();
+}
+
+function receiveChanges(frame) {
+  if (held === null || frame.epoch !== held.epoch || frame.from !== held.version) {
+    // Changes to another list than the one shown would make a list that never
+    // existed: start again from the whole list.
+    held = null;
+    reconnect();
+    return;
   }
-}
-
-// Compared with what was sent, not with the fields, which may have changed
-// since. The server trims both, and sends no email as "".
-function isSentUser(user) {
-  return !pending.knownIds.has(user.id) && user.name === pending.name.trim() && user.email === pending.email.trim();
-}
-
-function settle() {
-  pending = null;
-  updateButton();
-}
-
-function created() {
-  // Typing since the submit is the next user, not this one's: leave it.
-  if (form.elements.name.value === pending.name && form.elements.email.value === pending.email) form.reset();
-  showErrors({}, "");
-  settle();
-}
-
-function receiveList(users) {
-  renderList(users);
-  knownIds = new Set(users.map((user) => user.id));
-  if (!pending) return;
-  if (users.some(isSentUser)) created();
-  // Any other list is someone else's change: the form is left alone, except
-  // that the first list after a reconnect is the last word on a submit the old
-  // socket took with it (see connect).
-  else if (pending.socketClosed) settle();
-}
-
-function receiveError(frame) {
-  // Error frames go only to the socket whose message caused them, and this
-  // page sends only creates, one at a time: it is the pending submit's answer.
-  // Without one pending there is no input it could be about.
-  if (!form || !pending) return;
-  settle();
-  showErrors(frame.errors || {}, frame.message);
+  users.apply(frame.upserted, frame.deleted);
+  held.version = frame.version;
+  showCurrentList();
 }
 
 function receive(event) {
   const frame = JSON.parse(event.data);
-  if (Array.isArray(frame)) receiveList(frame);
-  else if (frame.type === "error") receiveError(frame);
+  if (frame.type === "snapshot") receiveSnapshot(frame);
+  else if (frame.type === "changes") receiveChanges(frame);
+  else if (frame.type === "ack" || frame.type === "error") form?.answer(frame);
 }
 
 function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  socket = new WebSocket(`${scheme}://${location.host}${page.dataset.socketPath}`);
-  socket.addEventListener("open", () => {
-    retryDelay = RETRY_FIRST_MS;
-    setState("live");
-  });
-  socket.addEventListener("message", receive);
-  socket.addEventListener("close", () => {
-    // A submit pending now may or may not have been made, and its error frame
-    // is lost with the socket. It stays pending (the button is disabled while
-    // reconnecting anyway) until the first list of the next socket, which is
-    // the current list: if that holds the sent user the form is cleared; if
-    // not, it was not made, the input stays and the user can submit again.
-    if (pending) pending.socketClosed = true;
-    setState("reconnecting");
-    // Exponential backoff with jitter, so that a restarted server is not hit
-    // by every page at the same instant.
-    const delay = retryDelay * (0.5 + Math.random());
-    retryDelay = Math.min(retryDelay * 2, RETRY_MAX_MS);
-    setTimeout(connect, delay);
-  });
+  const resume = held ? `?epoch=${encodeURIComponent(held.epoch)}&version=${held.version}` : "";
+  const ws = new WebSocket(`${scheme}://${location.host}${page.dataset.socketPath}${resume}`, SUBPROTOCOL);
+  socket = ws;
+  // A socket given up on may still deliver frames, and its close comes later:
+  // only the current socket's count.
+  ws.addEventListener("open", () => ws === socket && form?.resend());
+  ws.addEventListener("message", (event) => ws === socket && receive(event));
+  ws.addEventListener("close", () => ws === socket && reconnect());
 }
 
-if (form) {
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    if (!socket || socket.readyState !== WebSocket.OPEN || pending) return;
-    const name = form.elements.name.value;
-    const email = form.elements.email.value;
-    pending = { name, email, knownIds, socketClosed: false };
-    updateButton();
-    socket.send(JSON.stringify({ action: "create", name, email }));
-  });
+function reconnect() {
+  socket?.close();
+  socket = null;
+  setState("reconnecting");
+  // Exponential backoff with jitter, so that a restarted server is not hit
+  // by every page at the same instant.
+  const delay = retryDelay * (0.5 + Math.random());
+  retryDelay = Math.min(retryDelay * 2, RETRY_MAX_MS);
+  setTimeout(connect, delay);
 }
 
 setState("connecting");
