@@ -242,14 +242,14 @@ def test_an_invalid_email_shows_its_error_next_to_the_field(start_server, open_p
 class HoldingRelay:
     """
     A WebSocket route that relays the page's socket to the server but holds
-    what the page sends until ``release()``, and, with ``hold_acks`` set, the
-    acks the server sends until ``release_acks()``: the test decides in what
-    order the page gets its answers and other clients' changes.
+    what the page sends until ``release()``, and the server's frames of the
+    types in ``hold_types`` until ``release_to_page()``: the test decides in
+    what order the page gets its answers and other clients' changes.
     """
 
     def __init__(self):
-        self.held, self.held_acks, self.urls = [], [], []
-        self.hold_acks = False
+        self.held, self.held_for_page, self.urls = [], [], []
+        self.hold_types = set()
         self.server = self.page_side = None
         self.holds = None  # (epoch, version) of the newest list frame passed to the page
 
@@ -265,8 +265,8 @@ class HoldingRelay:
 
     def from_server(self, page_side, frame: str) -> None:
         content = json.loads(frame)
-        if content["type"] == "ack" and self.hold_acks:
-            self.held_acks.append(frame)
+        if content["type"] in self.hold_types:
+            self.held_for_page.append(frame)
             return
         if content["type"] in ("snapshot", "changes"):
             self.holds = (content["epoch"], content["version"])
@@ -288,10 +288,10 @@ class HoldingRelay:
             self.server.send(frame)
         self.held.clear()
 
-    def release_acks(self) -> None:
-        for frame in self.held_acks:
+    def release_to_page(self) -> None:
+        for frame in self.held_for_page:
             self.page_side.send(frame)
-        self.held_acks.clear()
+        self.held_for_page.clear()
 
     def send_to_page(self, content: dict) -> None:
         self.page_side.send(json.dumps(content))
@@ -299,7 +299,7 @@ class HoldingRelay:
     def drop_connection(self) -> None:
         """Lose the held frames and close both sides, as a network failure would."""
         self.held.clear()
-        self.held_acks.clear()
+        self.held_for_page.clear()
         self.server.close()
         self.page_side.close()
 
@@ -347,16 +347,29 @@ def test_a_submit_sends_a_create_with_a_new_request_id_each_time(held_page):
 
 def test_the_form_resets_on_its_ack_not_on_the_change_that_carries_its_user(held_page):
     _, relay, page = held_page
-    relay.hold_acks = True
+    relay.hold_types = {"ack"}
     name = unique_name("Acked")
     submit_and_hold(page, relay, name, "")
     relay.release()
     expect(user_item(page, name)).to_be_visible()
     expect_form(page, name, "")
     expect(page.get_by_role("button", name="Add")).to_be_disabled()
-    relay.release_acks()
+    relay.release_to_page()
     expect_form(page, "", "")
     expect(page.get_by_role("button", name="Add")).to_be_enabled()
+
+
+def test_an_ack_before_the_change_that_carries_its_user_resets_the_form(held_page):
+    _, relay, page = held_page
+    relay.hold_types = {"changes"}
+    name = unique_name("Acked first")
+    submit_and_hold(page, relay, name, "")
+    relay.release()
+    expect_form(page, "", "")
+    expect(user_item(page, name)).to_have_count(0)
+    relay.hold_types = set()
+    relay.release_to_page()
+    expect(user_item(page, name)).to_have_count(1)
 
 
 def test_other_clients_changes_and_answers_to_other_requests_leave_a_pending_submit(held_page):
@@ -418,13 +431,13 @@ def test_a_submit_lost_with_its_socket_is_sent_again_after_the_reconnect(held_pa
 
 def test_a_submit_whose_ack_was_lost_is_sent_again_and_makes_one_user(held_page):
     server, relay, page = held_page
-    relay.hold_acks = True
+    relay.hold_types = {"ack"}
     name = unique_name("Made once")
     sent = submit_and_hold(page, relay, name, "")
     relay.release()
-    relay.wait_until(page, lambda: relay.held_acks, "the server's ack")
+    relay.wait_until(page, lambda: relay.held_for_page, "the server's ack")
     relay.drop_connection()
-    relay.hold_acks = False
+    relay.hold_types = set()
     relay.wait_for_frame(page)
     assert json.loads(relay.held[-1]) == sent
     relay.release()
