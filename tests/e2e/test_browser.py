@@ -81,6 +81,7 @@ def user_item(page, name: str):
 
 
 def rest_create(server, name: str, email: str = "") -> dict:
+    """Create a user through REST: clients.rest_create for Playwright's synchronous API."""
     response = httpx.post(f"{server.url}/api/v1/users", json={"name": name, "email": email})
     response.raise_for_status()
     return response.json()
