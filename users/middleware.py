@@ -32,8 +32,8 @@ class HandshakeAuthentication:
     Put the handshake's user in the scope.
 
     - An app (no cookies to rely on) presents its REST token as the
-      subprotocol ``token.<key>``, beside ``users.v1``, which the server
-      selects: a browser's ``new WebSocket(url, ["users.v1", "token." + key])``
+      subprotocol ``token.<key>``, beside ``users.v1`` or ``users.v2``, which
+      the server selects: a browser's ``new WebSocket(url, ["users.v2", "token." + key])``
       can send it too, unlike an Authorization header, and unlike a query
       parameter it stays out of URLs and access logs. An unknown or revoked
       token is refused at the handshake (HTTP 403), not let in as anonymous.
