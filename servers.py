@@ -48,6 +48,24 @@ COMMANDS = {
 
 DEFAULT_MAX_CONNECTIONS = "10000"
 
+
+def proxy_options(env: dict) -> list[str]:
+    """
+    Return uvicorn's proxy header options: off unless FORWARDED_ALLOW_IPS names the proxies.
+
+    uvicorn's own default trusts X-Forwarded-Proto and X-Forwarded-For from
+    127.0.0.1, so anything on the host could forge the scheme and the client
+    address that per-address rate limits count. Only the proxies listed
+    (comma-separated addresses or networks) are believed. Daphne believes no
+    proxy headers unless told to, and is never told to here.
+    """
+    proxies = [part.strip() for part in env.get("FORWARDED_ALLOW_IPS", "").split(",")]
+    proxies = [proxy for proxy in proxies if proxy]
+    if not proxies:
+        return ["--no-proxy-headers"]
+    return ["--proxy-headers", "--forwarded-allow-ips", ",".join(proxies)]
+
+
 # Lifts the per-client write limits (users.throttling): for the benchmarks and
 # the tests that write in bursts on purpose. The limits have tests of their own.
 NO_WRITE_LIMITS = {
@@ -105,7 +123,7 @@ class ServerProcess:
             part.format(port=port, app=app, host=host, max_connections=max_connections)
             for part in COMMANDS[kind]
         )
-        self.command = [python, *arguments]
+        self.command = [python, *arguments, *(proxy_options(env) if kind == "uvicorn" else [])]
         self.port, self.env, self.log = port, env, log
         self.url, self.ws_url = http_url(port), ws_url(port)
         self.process: subprocess.Popen | None = None

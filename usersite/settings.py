@@ -174,6 +174,10 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # The throttle counts anonymous writers by the connection's address, never
+    # by X-Forwarded-For as DRF does by default: anyone can send that header.
+    # The server puts a trusted proxy's client address there (FORWARDED_ALLOW_IPS).
+    "NUM_PROXIES": 0,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 
