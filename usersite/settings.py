@@ -259,7 +259,14 @@ LOGGING = {
     # Django and uvicorn give their loggers handlers of their own; let them
     # propagate to the root instead, so every line has the one format.
     "loggers": {
-        name: {"handlers": [], "level": "INFO", "propagate": True}
-        for name in ("django", "uvicorn", "uvicorn.error", "uvicorn.access")
+        **{
+            name: {"handlers": [], "level": "INFO", "propagate": True}
+            for name in ("django", "uvicorn", "uvicorn.error")
+        },
+        # No access log: the proxy in front keeps one (deploy/nginx.conf). A
+        # logger with no handler up its chain also turns uvicorn's access logging
+        # off altogether, as --no-access-log means; propagating it to the root
+        # brought every request's line back.
+        "uvicorn.access": {"handlers": [], "propagate": False},
     },
 }

@@ -69,3 +69,14 @@ async def test_health_answers_503_naming_only_an_unreachable_database(
     records = [json.loads(line) for line in server.log.read_text().splitlines() if line.strip()]
     warnings = [r["message"] for r in records if r["logger"] == "users.views"]
     assert any("database failing: OperationalError" in message for message in warnings)
+
+
+async def test_a_request_leaves_no_access_line_in_the_log(start_server, production):
+    server = start_server("uvicorn", **production)
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        assert (await http.get("/api/v1/users")).status_code == 200
+    server.stop()
+    records = [json.loads(line) for line in server.log.read_text().splitlines() if line.strip()]
+    assert records, "the server logged nothing at all"
+    assert not [r for r in records if r["logger"] == "uvicorn.access"]
+    assert "/api/v1/users" not in server.log.read_text()
