@@ -3,11 +3,20 @@ Start and stop usersite server processes.
 
 Used by ``dev.py cluster``, the end-to-end tests and the benchmarks. Standard
 library only, so that dev.py can import it before the virtualenv exists.
+
+    python servers.py --port 8001 [--host 127.0.0.1]
+
+becomes one uvicorn process with this environment's settings (for a service
+manager: deploy/usersite@.service), so a deployment runs the exact command
+that the tests run.
 """
 
+import argparse
+import os
 import random
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -169,3 +178,19 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def main(args: list[str]) -> None:
+    """Replace this process with one uvicorn server: signals then reach uvicorn itself."""
+    parser = argparse.ArgumentParser(prog="servers.py", description="Run one uvicorn process.")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    options = parser.parse_args(args)
+    server = ServerProcess(sys.executable, "uvicorn", options.port, dict(os.environ), None,
+                           host=options.host)  # fmt: skip
+    os.chdir(ROOT)
+    os.execv(sys.executable, server.command)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
