@@ -176,7 +176,8 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     # The throttle counts anonymous writers by the connection's address, never
     # by X-Forwarded-For as DRF does by default: anyone can send that header.
-    # The server puts a trusted proxy's client address there (FORWARDED_ALLOW_IPS).
+    # Behind a proxy named in FORWARDED_ALLOW_IPS, uvicorn gives the connection
+    # the address of the proxy's client instead (servers.py).
     "NUM_PROXIES": 0,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
