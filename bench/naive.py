@@ -27,7 +27,7 @@ class NaiveUserListConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
         await self.send_json(await self.user_list())
 
-    async def users_snapshot(self, event):
+    async def users_changed(self, event):
         await self.send_json(await self.user_list())
 
     @database_sync_to_async
