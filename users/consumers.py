@@ -255,7 +255,7 @@ class UserChangesConsumer(LiveListConsumer):
         return None
 
     def handing(self, frame: Frame) -> None:
-        self.holds = (frame.epoch, frame.version)
+        self.holds = frame.holds
 
     async def add_user(self) -> None:
         await self.send_error("unknown_action", f"{ADD_USER_COMMAND} is protocol v1's.")

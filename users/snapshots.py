@@ -50,6 +50,11 @@ class Frame:
     text: str
     epoch: str = ""  # protocol v2's frames only
 
+    @cached_property
+    def holds(self) -> tuple[str, int]:
+        """What a v2 client holds once it has this frame: one tuple for every socket sent it."""
+        return (self.epoch, self.version)
+
 
 def encode(users) -> str:
     """Encode users (instances or rows) as the bare JSON array of protocol v1."""
