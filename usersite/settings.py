@@ -79,7 +79,8 @@ MIDDLEWARE = [
 # that terminates TLS. Plain-HTTP deployments (and tests) say HTTPS=false.
 HTTPS = env_bool("HTTPS", not DEBUG)
 SECURE_SSL_REDIRECT = HTTPS
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load balancers probe over plain HTTP
+# Load balancers probe, and Prometheus scrapes each process, over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
 SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", 31536000 if HTTPS else 0))
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", HTTPS)
@@ -213,6 +214,15 @@ USERS_REST_WRITE_RATE = os.environ.get("USERS_REST_WRITE_RATE", "10/s")  # DRF's
 USERS_MAX_FRAME_LENGTH = int(os.environ.get("USERS_MAX_FRAME_LENGTH", 65536))
 USERS_SOCKET_CREATE_RATE = float(os.environ.get("USERS_SOCKET_CREATE_RATE", 5))
 USERS_SOCKET_CREATE_BURST = int(os.environ.get("USERS_SOCKET_CREATE_BURST", 20))
+
+# --- Metrics -----------------------------------------------------------------
+
+# GET /metrics (Prometheus' text format, users.metrics) answers only requests
+# from these addresses or networks, or with "Authorization: Bearer <METRICS_TOKEN>";
+# others get 404. None by default: behind a proxy on the same host every public
+# request comes from loopback, so even "loopback only" would publish them.
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", "")
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 
 # --- Auth, i18n, static files --------------------------------------------------
 
