@@ -25,7 +25,6 @@ import time
 import weakref
 from contextlib import suppress
 
-import redis.asyncio as redis
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -33,6 +32,8 @@ from django.conf import settings
 from django.db import transaction
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+
+from usersite import redis_servers
 
 from . import history, metrics, snapshots
 
@@ -302,7 +303,7 @@ class Relay:
         expired history.
         """
         await self.joined_once.wait()  # listen() has made the channel to rejoin with
-        client = redis.from_url(settings.REDIS_URL) if settings.REDIS_URL else None
+        client = redis_servers.client() if settings.REDIS_URL else None
         try:
             known = await self.identity(client)
             renewed_at = forgot_at = time.monotonic()

@@ -9,7 +9,6 @@ import functools
 import hmac
 import ipaddress
 
-import redis.asyncio as redis
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import connection
@@ -21,6 +20,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from rest_framework import generics, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
+
+from usersite import redis_servers
 
 from . import commands, services
 from .models import User
@@ -163,7 +164,7 @@ def _check_database() -> None:
 async def _check_channel_layer() -> None:
     if not settings.REDIS_URL:
         return  # the in-memory layer lives in this process
-    client = redis.from_url(settings.REDIS_URL)
+    client = redis_servers.client()
     try:
         await client.ping()
     finally:

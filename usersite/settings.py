@@ -13,6 +13,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from usersite import redis_servers
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -138,6 +140,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Channel layer -----------------------------------------------------------
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# Redis Sentinel: the sentinels name the primary, and follow it through a
+# failover (usersite.redis_servers); REDIS_URL then gives only its database
+# and password.
+REDIS_SENTINELS = redis_servers.parse_sentinels(env_list("REDIS_SENTINELS", ""))
+REDIS_SENTINEL_MASTER = os.environ.get("REDIS_SENTINEL_MASTER", "")
+if REDIS_SENTINELS:
+    if not REDIS_SENTINEL_MASTER:
+        raise ImproperlyConfigured("REDIS_SENTINELS needs REDIS_SENTINEL_MASTER (README.md).")
+    REDIS_URL = REDIS_URL or f"redis://{REDIS_SENTINEL_MASTER}/0"
 # How long a group membership lasts unless renewed; the users app renews its
 # membership well before (users.relay).
 CHANNEL_GROUP_EXPIRY = int(os.environ.get("CHANNEL_GROUP_EXPIRY", 86400))
@@ -146,7 +157,14 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "group_expiry": CHANNEL_GROUP_EXPIRY},
+            "CONFIG": {
+                "hosts": [
+                    redis_servers.channel_layer_host(
+                        REDIS_URL, REDIS_SENTINELS, REDIS_SENTINEL_MASTER
+                    )
+                ],
+                "group_expiry": CHANNEL_GROUP_EXPIRY,
+            },
         }
     }
 else:
@@ -161,9 +179,7 @@ else:
 # The cache holds the REST write throttle's counts: in Redis when there is one,
 # so that every server process counts the same client together.
 if REDIS_URL:
-    CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
-    }
+    CACHES = {"default": redis_servers.cache(REDIS_URL, REDIS_SENTINELS, REDIS_SENTINEL_MASTER)}
 
 # --- REST API ----------------------------------------------------------------
 
