@@ -2,11 +2,12 @@
 
 import pytest
 from channels.db import database_sync_to_async
-from django.test import AsyncClient
+from django.test import AsyncClient, Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import change_without_broadcast, receive_list
 from users import services
+from users.models import User
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -163,3 +164,21 @@ async def test_a_version_that_went_missing_counts_a_catch_up(scrapable, connect)
         - value(before, "usersite_relay_catch_ups_total", **labels)
         == 1
     )
+
+
+def test_a_failed_publish_is_counted(scrapable, settings, unused_tcp_port):
+    def failures() -> float:
+        families = text_string_to_metric_families(Client().get("/metrics").content.decode())
+        samples = {s.name: s.value for family in families for s in family.samples}
+        return samples["usersite_publish_failures_total"]
+
+    before = failures()
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [f"redis://127.0.0.1:{unused_tcp_port}/0"]},
+        }
+    }
+    services.user_create(name="Kept")
+    assert User.objects.filter(name="Kept").exists()
+    assert failures() - before == 1

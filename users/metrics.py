@@ -26,6 +26,10 @@ PUBLISH_DELAY = Histogram(
     "From a commit to the announcement of its version (the oldest commit a publish covers).",
     buckets=DELAY_BUCKETS,
 )
+PUBLISH_FAILURES = Counter(
+    "usersite_publish_failures_total",
+    "Publishes that could not reach the channel layer (the relays' checks catch up later).",
+)
 FANOUT_DURATION = Histogram(
     "usersite_fanout_duration_seconds",
     "One relay refresh: reading the list and offering every stale socket its frame.",

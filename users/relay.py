@@ -99,6 +99,7 @@ async def publish_now() -> None:
     except Exception:
         # The relays' catch-up finds the version once the cause is gone.
         logger.exception("Could not publish the users list")
+        metrics.PUBLISH_FAILURES.inc()
     else:
         metrics.publish_clock.published(committed_at)
         logger.debug("Published users list version %s", version)
