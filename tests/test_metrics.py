@@ -60,6 +60,12 @@ async def test_metrics_are_served_with_the_token_from_anywhere(settings):
     assert (await client.post("/metrics", headers={"Authorization": right})).status_code == 405
 
 
+async def test_metrics_are_not_redirected_to_https(scrapable, settings):
+    settings.SECURE_SSL_REDIRECT = True  # a scraper reaches each process over plain HTTP
+    assert (await AsyncClient().get("/api/v1/users")).status_code == 301
+    assert (await AsyncClient().get("/metrics")).status_code == 200
+
+
 async def test_the_open_sockets_gauge_follows_connects_and_disconnects(scrapable, connect):
     v1 = await connect()
     v2 = await connect(subprotocols=["users.v2"])
