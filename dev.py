@@ -7,7 +7,8 @@ Set up and run usersite with nothing but Python installed.
                           # defaults, then on Redis + PostgreSQL the unit tests and the
                           # end-to-end tests marked `backends`
     python3 dev.py cluster [--processes N] [--port P] [--host H]
-                          # N uvicorn processes on ports P..P+N-1 sharing REDIS_URL, DATABASE_URL
+                          # check REDIS_URL and DATABASE_URL answer, migrate, collect static
+                          # files, then N uvicorn processes on ports P..P+N-1 sharing them
 
 All create ``.venv`` and install the pinned requirements whenever they change.
 Arguments after ``run`` go to runserver (an address:port); after ``test``, to pytest.
@@ -99,7 +100,11 @@ def cluster(args: list[str]) -> None:
             "Several processes share one Redis and one database: set REDIS_URL and DATABASE_URL."
         )
     ensure_venv("requirements.txt")
+    # Fail at once, with the cause, rather than after the servers' 30-second wait.
+    run(PYTHON, "manage.py", "checkservices")
     run(PYTHON, "manage.py", "migrate", "--noinput")
+    # With DEBUG off, WhiteNoise serves only collected files.
+    run(PYTHON, "manage.py", "collectstatic", "--noinput", "-v0")
     ports = range(options.port, options.port + options.processes)
     servers = [
         ServerProcess(str(PYTHON), "uvicorn", port, dict(os.environ), None, host=options.host)

@@ -3,11 +3,20 @@ Start and stop usersite server processes.
 
 Used by ``dev.py cluster``, the end-to-end tests and the benchmarks. Standard
 library only, so that dev.py can import it before the virtualenv exists.
+
+    python servers.py --port 8001 [--host 127.0.0.1]
+
+becomes one uvicorn process with this environment's settings (for a service
+manager: deploy/usersite@.service), so a deployment runs the exact command
+that the tests run.
 """
 
+import argparse
+import os
 import random
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -47,6 +56,24 @@ COMMANDS = {
 
 
 DEFAULT_MAX_CONNECTIONS = "10000"
+
+
+def proxy_options(env: dict) -> list[str]:
+    """
+    Return uvicorn's proxy header options: off unless FORWARDED_ALLOW_IPS names the proxies.
+
+    uvicorn's own default trusts X-Forwarded-Proto and X-Forwarded-For from
+    127.0.0.1, so anything on the host could forge the scheme and the client
+    address that per-address rate limits count. Only the proxies listed
+    (comma-separated addresses or networks) are believed. Daphne believes no
+    proxy headers unless told to, and is never told to here.
+    """
+    proxies = [part.strip() for part in env.get("FORWARDED_ALLOW_IPS", "").split(",")]
+    proxies = [proxy for proxy in proxies if proxy]
+    if not proxies:
+        return ["--no-proxy-headers"]
+    return ["--proxy-headers", "--forwarded-allow-ips", ",".join(proxies)]
+
 
 # Lifts the per-client write limits (users.throttling): for the benchmarks and
 # the tests that write in bursts on purpose. The limits have tests of their own.
@@ -105,7 +132,7 @@ class ServerProcess:
             part.format(port=port, app=app, host=host, max_connections=max_connections)
             for part in COMMANDS[kind]
         )
-        self.command = [python, *arguments]
+        self.command = [python, *arguments, *(proxy_options(env) if kind == "uvicorn" else [])]
         self.port, self.env, self.log = port, env, log
         self.url, self.ws_url = http_url(port), ws_url(port)
         self.process: subprocess.Popen | None = None
@@ -151,3 +178,19 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def main(args: list[str]) -> None:
+    """Replace this process with one uvicorn server: signals then reach uvicorn itself."""
+    parser = argparse.ArgumentParser(prog="servers.py", description="Run one uvicorn process.")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    options = parser.parse_args(args)
+    server = ServerProcess(sys.executable, "uvicorn", options.port, dict(os.environ), None,
+                           host=options.host)  # fmt: skip
+    os.chdir(ROOT)
+    os.execv(sys.executable, server.command)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -204,6 +204,13 @@ BAD_COMMANDS = {
     "empty request id": ({"action": "create", "name": "A", "request_id": ""}, "invalid"),
     "long request id": ({"action": "create", "name": "A", "request_id": "r" * 65}, "invalid"),
     "request id not text": ({"action": "create", "name": "A", "request_id": 5}, "invalid"),
+    "request id with NUL": ({"action": "create", "name": "A", "request_id": "a\x00"}, "invalid"),
+    "request id with a lone surrogate": (
+        {"action": "create", "name": "A", "request_id": "a\ud800"},
+        "invalid",
+    ),
+    "action not text": ({"action": ["create"], "name": "A"}, "unknown_action"),
+    "action an object": ({"action": {"create": 1}, "name": "A"}, "unknown_action"),
 }
 
 

@@ -5,6 +5,7 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.db import connection, transaction
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tests.helpers import change_without_broadcast, receive_list, wire
 from users import relay, services, snapshots
@@ -192,3 +193,20 @@ def test_a_bulk_delete_outside_a_server_publishes_once(monkeypatch):
     # QuerySet.delete() sends post_delete for each of the 51 rows, in one transaction.
     User.objects.all().delete()
     assert len(publishes) == 1
+
+
+async def test_a_cancelled_identity_check_that_redis_reports_as_a_failure_stays_cancelled():
+    class ClientThatReportsCancellationAsFailure:
+        """What redis-py can do: turn the cancellation of a command into a RedisError."""
+
+        async def info(self, section):
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                raise RedisConnectionError("Connection closed by server.") from None
+
+    check = asyncio.create_task(relay.Relay.identity(ClientThatReportsCancellationAsFailure()))
+    await asyncio.sleep(0)
+    check.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await check

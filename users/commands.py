@@ -11,11 +11,12 @@ REST's ``Idempotency-Key`` header shares the receipts (users.views).
 from collections.abc import Callable
 
 from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from rest_framework.exceptions import ValidationError
 
 from . import services
-from .models import CommandReceipt, User
+from .models import TEXT_VALIDATORS, CommandReceipt, User
 from .permissions import may_write
 from .serializers import UserSerializer
 
@@ -42,12 +43,24 @@ def requester_key(account) -> str:
     return f"user:{account.pk}" if account.is_authenticated else "anonymous"
 
 
+def is_request_id(value) -> bool:
+    """Whether ``value`` can be a request id: text of 1 to 64 characters that can be stored."""
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_REQUEST_ID_LENGTH:
+        return False
+    try:
+        for validate in TEXT_VALIDATORS:
+            validate(value)
+    except DjangoValidationError:
+        return False
+    return True
+
+
 def check_request_id(request_id) -> str | None:
-    if request_id is None:
-        return None
-    if not isinstance(request_id, str) or not 1 <= len(request_id) <= MAX_REQUEST_ID_LENGTH:
+    if request_id is not None and not is_request_id(request_id):
         raise CommandError(
-            "invalid", f"request_id must be a string of 1 to {MAX_REQUEST_ID_LENGTH} characters."
+            "invalid",
+            f"request_id must be text of 1 to {MAX_REQUEST_ID_LENGTH} characters, "
+            "without NUL or unpaired surrogates.",
         )
     return request_id
 
@@ -148,7 +161,7 @@ def run(account, content: dict) -> dict:
     of the error frame to send instead. Runs on the database thread.
     """
     action = content.get("action")
-    if action not in PERMISSION:
+    if not isinstance(action, str) or action not in PERMISSION:
         raise CommandError(
             "unknown_action", 'Send {"action": "create" | "update" | "delete", ...}.'
         )

@@ -265,13 +265,14 @@ class UserChangesConsumer(LiveListConsumer):
 
     async def receive_json(self, content, **kwargs):
         """Run a command; acknowledge it to this client after the commit."""
-        if not isinstance(content, dict) or content.get("action") not in commands.PERMISSION:
+        action = content.get("action") if isinstance(content, dict) else None
+        if not isinstance(action, str) or action not in commands.PERMISSION:
             await self.send_error(
                 "unknown_action", 'Send {"action": "create" | "update" | "delete", ...}.'
             )
             return
         request_id = content.get("request_id")
-        if not isinstance(request_id, str) or len(request_id) > commands.MAX_REQUEST_ID_LENGTH:
+        if not commands.is_request_id(request_id):
             request_id = None  # not echoed: it is not one
         extra = {"request_id": request_id} if request_id else {}
         if not await self.may_write(**extra):

@@ -191,6 +191,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # The throttle counts anonymous writers by the connection's address, never
+    # by X-Forwarded-For as DRF does by default: anyone can send that header.
+    # Behind a proxy named in FORWARDED_ALLOW_IPS, uvicorn gives the connection
+    # the address of the proxy's client instead (servers.py).
+    "NUM_PROXIES": 0,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 
@@ -281,7 +286,14 @@ LOGGING = {
     # Django and uvicorn give their loggers handlers of their own; let them
     # propagate to the root instead, so every line has the one format.
     "loggers": {
-        name: {"handlers": [], "level": "INFO", "propagate": True}
-        for name in ("django", "uvicorn", "uvicorn.error", "uvicorn.access")
+        **{
+            name: {"handlers": [], "level": "INFO", "propagate": True}
+            for name in ("django", "uvicorn", "uvicorn.error")
+        },
+        # No access log: the proxy in front keeps one (deploy/nginx.conf). A
+        # logger with no handler up its chain also turns uvicorn's access logging
+        # off altogether, as --no-access-log means; propagating it to the root
+        # brought every request's line back.
+        "uvicorn.access": {"handlers": [], "propagate": False},
     },
 }

@@ -54,13 +54,29 @@ async def test_logs_are_one_json_object_per_line(start_server, production):
     assert any(r["logger"].startswith("uvicorn") for r in records), "uvicorn's lines not in JSON"
 
 
-async def test_health_answers_503_naming_an_unreachable_database(
+async def test_health_answers_503_naming_only_an_unreachable_database(
     start_server, production, tmp_path
 ):
     missing = tmp_path / "no-such-folder" / "db.sqlite3"
     server = start_server("uvicorn", **{**production, "DATABASE_URL": f"sqlite:///{missing}"})
     async with httpx.AsyncClient(base_url=server.url) as http:
         health = await http.get("/healthz")
-    assert health.status_code == 503
-    assert health.json()["database"].startswith("error: OperationalError")
-    assert health.json()["channel_layer"] == "ok"
+    server.stop()
+    assert (health.status_code, health.json()) == (
+        503,
+        {"database": "failing", "channel_layer": "ok"},
+    )
+    records = [json.loads(line) for line in server.log.read_text().splitlines() if line.strip()]
+    warnings = [r["message"] for r in records if r["logger"] == "users.views"]
+    assert any("database failing: OperationalError" in message for message in warnings)
+
+
+async def test_a_request_leaves_no_access_line_in_the_log(start_server, production):
+    server = start_server("uvicorn", **production)
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        assert (await http.get("/api/v1/users")).status_code == 200
+    server.stop()
+    records = [json.loads(line) for line in server.log.read_text().splitlines() if line.strip()]
+    assert records, "the server logged nothing at all"
+    assert not [r for r in records if r["logger"] == "uvicorn.access"]
+    assert "/api/v1/users" not in server.log.read_text()

@@ -3,15 +3,12 @@
 import asyncio
 import json
 import os
-import signal
-import sys
 
 import httpx
 import pytest
 import redis
 from websockets.asyncio.client import connect
 
-from servers import ROOT, free_port_range
 from tests.e2e.clients import (
     ListWatcher,
     admin_create,
@@ -19,7 +16,6 @@ from tests.e2e.clients import (
     database_list,
     next_list,
     rest_create,
-    server_at,
     unique_name,
 )
 from tests.e2e.conftest import needs_redis
@@ -88,38 +84,6 @@ async def test_concurrent_writers_on_both_processes_leave_every_client_on_the_da
     await ListWatcher.all_end_on(watchers, current)
     for ws in sockets:
         await ws.close()
-
-
-async def test_dev_py_cluster_starts_processes_that_share_the_list(server_env):
-    first_port = free_port_range(2)
-    cluster = await asyncio.create_subprocess_exec(
-        *[sys.executable, "dev.py", "cluster", "--processes", "2", "--port", str(first_port)],
-        cwd=ROOT,
-        env=server_env,
-        start_new_session=True,
-    )
-    try:
-        a, b = server_at(first_port), server_at(first_port + 1)
-        async with asyncio.timeout(60):
-            while not await answers(a) or not await answers(b):
-                assert cluster.returncode is None, "dev.py cluster exited"
-                await asyncio.sleep(0.2)
-        async with connect(a.ws_url) as on_a:
-            await next_list(on_a)
-            name = unique_name("cluster")
-            await rest_create(b, name)
-            assert name in [user["name"] for user in await next_list(on_a)]
-    finally:
-        os.killpg(cluster.pid, signal.SIGINT)
-        await asyncio.wait_for(cluster.wait(), 30)
-
-
-async def answers(server) -> bool:
-    try:
-        await database_list(server)
-    except httpx.TransportError:
-        return False
-    return True
 
 
 async def test_a_server_that_stops_leaves_the_group_for_the_others(start_server):
