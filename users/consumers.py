@@ -21,7 +21,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from rest_framework.exceptions import ValidationError
 
-from . import commands
+from . import commands, metrics
 from .relay import relay
 from .snapshots import Frame
 from .throttling import TokenBucket
@@ -136,6 +136,7 @@ class LiveListConsumer(AsyncJsonWebsocketConsumer):
                 self.sending_since = loop.time()
                 await self.send(text_data=frame.text)
                 self.sending_since = None
+                metrics.frame_sent(self.protocol, frame.kind)
         except CLIENT_GONE:
             pass
         except Exception:
@@ -163,6 +164,7 @@ class LiveListConsumer(AsyncJsonWebsocketConsumer):
             )
         if self.write_allowance.take():
             return True
+        metrics.RATE_LIMITED.labels(via="socket").inc()
         await self.send_error(
             "rate_limited",
             self.rate_limited_message.format(
@@ -173,6 +175,7 @@ class LiveListConsumer(AsyncJsonWebsocketConsumer):
         return False
 
     async def send_error(self, code: str, message: str, **extra) -> None:
+        metrics.ERROR_FRAMES.labels(code=code).inc()
         with suppress(*CLIENT_GONE):
             await self.send_json({"type": "error", "code": code, "message": message, **extra})
 

@@ -25,7 +25,6 @@ import time
 import weakref
 from contextlib import suppress
 
-import redis.asyncio as redis
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -34,7 +33,9 @@ from django.db import transaction
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from . import history, snapshots
+from usersite import redis_servers
+
+from . import history, metrics, snapshots
 
 GROUP = "users"
 CHANGED_EVENT = "users.changed"
@@ -78,6 +79,7 @@ def publish() -> None:
     if not getattr(_unpublished, "changes", False):
         return
     _unpublished.changes = False
+    metrics.publish_clock.committed()
     current = _relay
     if current is not None and current.loop.is_running():
         current.publisher.request_threadsafe()
@@ -90,13 +92,16 @@ acurrent_version = database_sync_to_async(snapshots.current_version)
 
 async def publish_now() -> None:
     """Send the committed version to the group; log a failure."""
+    committed_at = metrics.publish_clock.take()
     try:
         epoch, version = await acurrent_version()
         await send_to_group(epoch, version)
     except Exception:
         # The relays' catch-up finds the version once the cause is gone.
         logger.exception("Could not publish the users list")
+        metrics.PUBLISH_FAILURES.inc()
     else:
+        metrics.publish_clock.published(committed_at)
         logger.debug("Published users list version %s", version)
 
 
@@ -210,6 +215,7 @@ class Relay:
         stale = self.stale_sockets()
         if not stale:
             return
+        started = time.perf_counter()
         resumes = {socket.holds for socket in stale if socket.protocol == 2}
         everyone = any(socket.protocol == 1 for socket in stale)
         try:
@@ -232,6 +238,7 @@ class Relay:
                 frame = frames[holds]
             if frame is not None:
                 socket.offer(frame)
+        metrics.FANOUT_DURATION.observe(time.perf_counter() - started)
 
     async def supervise(self, job) -> None:
         """Run ``job`` for the life of the loop, restarting it whenever it fails."""
@@ -285,6 +292,8 @@ class Relay:
         At the first join, and after a failure or a restart of the layer, what
         was published before may not have reached this relay.
         """
+        if self.joined_once.is_set():
+            metrics.RELAY_REJOINS.inc()
         await self.layer.group_add(GROUP, self.channel)
         self.hear(*await acurrent_version())
 
@@ -295,7 +304,7 @@ class Relay:
         expired history.
         """
         await self.joined_once.wait()  # listen() has made the channel to rejoin with
-        client = redis.from_url(settings.REDIS_URL) if settings.REDIS_URL else None
+        client = redis_servers.client() if settings.REDIS_URL else None
         try:
             known = await self.identity(client)
             renewed_at = forgot_at = time.monotonic()
@@ -334,6 +343,7 @@ class Relay:
         for socket in list(self.sockets):
             if socket.sending_since is not None and socket.sending_since < stalled_since:
                 logger.info("Dropping a socket that took no list for %s s", timeout)
+                metrics.SLOW_CLIENTS_DROPPED.inc()
                 socket.end()
 
     async def catch_up(self) -> None:
@@ -351,8 +361,10 @@ class Relay:
             committed[0] != self.known_epoch or committed[1] > self.known_version
         ):
             logger.warning("A published version went missing; catching up")
+            metrics.RELAY_CATCH_UPS.labels(reason="missed_version").inc()
             self.hear(*committed)
         elif self.refresher.running is None and self.stale_sockets():
+            metrics.RELAY_CATCH_UPS.labels(reason="stale_sockets").inc()
             self.refresher.request()
         self.committed_at_last_check = await acurrent_version()
 

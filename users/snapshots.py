@@ -49,6 +49,7 @@ class Frame:
     version: int
     text: str
     epoch: str = ""  # protocol v2's frames only
+    kind: str = "list"  # "list" (v1), "snapshot" or "changes" (v2): for users.metrics
 
     @cached_property
     def holds(self) -> tuple[str, int]:
@@ -95,7 +96,7 @@ class Reading:
             f'{{"type":"snapshot","epoch":{dump(head.epoch)},"version":{head.version},'
             f'"users":{self.array}}}'
         )
-        return Frame(head.version, text, head.epoch)
+        return Frame(head.version, text, head.epoch, "snapshot")
 
     def frame_for(self, epoch: str | None, version: int | None) -> Frame | None:
         """
@@ -123,7 +124,7 @@ class Reading:
             "upserted": UserSerializer(upserted, many=True).data,
             "deleted": deleted,
         }
-        return Frame(head.version, dump(frame), head.epoch)
+        return Frame(head.version, dump(frame), head.epoch, "changes")
 
 
 def read(*, everyone: bool, resumes: Iterable[tuple[str | None, int | None]] = ()) -> Reading:

@@ -7,6 +7,7 @@ from django.conf import settings
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.throttling import UserRateThrottle
 
+from . import metrics
 from .relay import LAYER_ERRORS
 
 logger = logging.getLogger(__name__)
@@ -32,10 +33,13 @@ class WriteRateThrottle(UserRateThrottle):
         if request.method in SAFE_METHODS:
             return True
         try:
-            return super().allow_request(request, view)
+            allowed = super().allow_request(request, view)
         except LAYER_ERRORS as exc:  # the cache's Redis is down
             logger.warning("Write throttle unavailable, letting the write through: %s", exc)
             return True
+        if not allowed:
+            metrics.RATE_LIMITED.labels(via="rest").inc()
+        return allowed
 
 
 class TokenBucket:

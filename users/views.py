@@ -1,23 +1,28 @@
 """
 The live page at ``/``, the REST API (``/api/v1/users`` and
-``/api/v1/users/<id>``), the socket's AsyncAPI document and ``/healthz``.
+``/api/v1/users/<id>``), the socket's AsyncAPI document, ``/healthz`` and
+``/metrics``.
 """
 
 import asyncio
 import functools
+import hmac
+import ipaddress
 import logging
 
-import redis.asyncio as redis
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import connection
-from django.http import HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.views.decorators.http import require_safe
 from django.views.generic import TemplateView
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from rest_framework import generics, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
+
+from usersite import redis_servers
 
 from . import commands, services
 from .models import User
@@ -162,7 +167,7 @@ def _check_database() -> None:
 async def _check_channel_layer() -> None:
     if not settings.REDIS_URL:
         return  # the in-memory layer lives in this process
-    client = redis.from_url(settings.REDIS_URL)
+    client = redis_servers.client()
     try:
         await client.ping()
     finally:
@@ -195,3 +200,32 @@ async def health(request):
             report[name] = "ok"
     healthy = all(result == "ok" for result in report.values())
     return JsonResponse(report, status=200 if healthy else 503)
+
+
+def may_scrape(request) -> bool:
+    """Whether ``request`` carries METRICS_TOKEN or comes from METRICS_ALLOWED_IPS."""
+    token = settings.METRICS_TOKEN
+    offered = request.headers.get("Authorization", "")
+    if token and hmac.compare_digest(offered.encode(), f"Bearer {token}".encode()):
+        return True
+    try:
+        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        return False
+    return any(
+        address in ipaddress.ip_network(allowed, strict=False)
+        for allowed in settings.METRICS_ALLOWED_IPS
+    )
+
+
+@require_safe
+async def metrics(request):
+    """
+    Serve this process's metrics in Prometheus' text format (users.metrics).
+
+    Anyone else gets 404, as if there were none. Async, so that the open sockets
+    are counted on the event loop that adds and removes them.
+    """
+    if not may_scrape(request):
+        raise Http404
+    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)

@@ -13,6 +13,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from usersite import redis_servers
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -79,7 +81,8 @@ MIDDLEWARE = [
 # that terminates TLS. Plain-HTTP deployments (and tests) say HTTPS=false.
 HTTPS = env_bool("HTTPS", not DEBUG)
 SECURE_SSL_REDIRECT = HTTPS
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load balancers probe over plain HTTP
+# Load balancers probe, and Prometheus scrapes each process, over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
 SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", 31536000 if HTTPS else 0))
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", HTTPS)
@@ -137,6 +140,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Channel layer -----------------------------------------------------------
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# Redis Sentinel: the sentinels name the primary, and follow it through a
+# failover (usersite.redis_servers); REDIS_URL then gives only its database
+# and password.
+REDIS_SENTINELS = redis_servers.parse_sentinels(env_list("REDIS_SENTINELS", ""))
+REDIS_SENTINEL_MASTER = os.environ.get("REDIS_SENTINEL_MASTER", "")
+if REDIS_SENTINELS:
+    if not REDIS_SENTINEL_MASTER:
+        raise ImproperlyConfigured("REDIS_SENTINELS needs REDIS_SENTINEL_MASTER (README.md).")
+    REDIS_URL = REDIS_URL or f"redis://{REDIS_SENTINEL_MASTER}/0"
 # How long a group membership lasts unless renewed; the users app renews its
 # membership well before (users.relay).
 CHANNEL_GROUP_EXPIRY = int(os.environ.get("CHANNEL_GROUP_EXPIRY", 86400))
@@ -145,7 +157,14 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "group_expiry": CHANNEL_GROUP_EXPIRY},
+            "CONFIG": {
+                "hosts": [
+                    redis_servers.channel_layer_host(
+                        REDIS_URL, REDIS_SENTINELS, REDIS_SENTINEL_MASTER
+                    )
+                ],
+                "group_expiry": CHANNEL_GROUP_EXPIRY,
+            },
         }
     }
 else:
@@ -160,9 +179,7 @@ else:
 # The cache holds the REST write throttle's counts: in Redis when there is one,
 # so that every server process counts the same client together.
 if REDIS_URL:
-    CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
-    }
+    CACHES = {"default": redis_servers.cache(REDIS_URL, REDIS_SENTINELS, REDIS_SENTINEL_MASTER)}
 
 # --- REST API ----------------------------------------------------------------
 
@@ -218,6 +235,15 @@ USERS_REST_WRITE_RATE = os.environ.get("USERS_REST_WRITE_RATE", "10/s")  # DRF's
 USERS_MAX_FRAME_LENGTH = int(os.environ.get("USERS_MAX_FRAME_LENGTH", 65536))
 USERS_SOCKET_CREATE_RATE = float(os.environ.get("USERS_SOCKET_CREATE_RATE", 5))
 USERS_SOCKET_CREATE_BURST = int(os.environ.get("USERS_SOCKET_CREATE_BURST", 20))
+
+# --- Metrics -----------------------------------------------------------------
+
+# GET /metrics (Prometheus' text format, users.metrics) answers only requests
+# from these addresses or networks, or with "Authorization: Bearer <METRICS_TOKEN>";
+# others get 404. None by default: behind a proxy on the same host every public
+# request comes from loopback, so even "loopback only" would publish them.
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", "")
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 
 # --- Auth, i18n, static files --------------------------------------------------
 

@@ -1,10 +1,10 @@
-"""URL configuration: the live page, the admin, version 1 of the API, its documentation, health."""
+"""URL configuration: the live page, the admin, the API and its documentation, health, metrics."""
 
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from users.views import LiveListPage, asyncapi, health
+from users.views import LiveListPage, asyncapi, health, metrics
 
 urlpatterns = [
     path("", LiveListPage.as_view(), name="live-list"),
@@ -14,4 +14,5 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/asyncapi.yaml", asyncapi, name="asyncapi"),
     path("healthz", health, name="health"),
+    path("metrics", metrics, name="metrics"),
 ]

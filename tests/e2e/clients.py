@@ -178,3 +178,24 @@ def database_of_numbered_users(server_env: dict, folder: Path, count: int) -> di
         env, f"User.objects.bulk_create(User(name=f'User {{n}}') for n in range(1, {count} + 1))"
     )
     return env
+
+
+async def scrape_metrics(server, token: str) -> dict:
+    """Read a server's /metrics with its METRICS_TOKEN: {(sample name, sorted labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with httpx.AsyncClient() as http:
+        response = await http.get(
+            f"{server.url}/metrics", headers={"Authorization": f"Bearer {token}"}
+        )
+    assert response.status_code == 200, response.status_code
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def metric(samples: dict, name: str, **labels) -> float:
+    """One sample's value from ``scrape_metrics``; 0 when absent (a counter never touched)."""
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)

@@ -20,12 +20,16 @@ from tests.e2e.clients import (
     admin_session,
     database_list,
     long_named_users,
+    metric,
     next_list,
     open_never_reading_socket,
     read_until_closed,
     rest_create,
+    scrape_metrics,
     unique_name,
 )
+
+TOKEN = "e2e-metrics-token"
 
 
 class RedisServer:
@@ -122,7 +126,7 @@ async def test_a_client_that_never_reads_is_closed_and_never_delays_the_others(
     start_server, server_env
 ):
     with long_named_users(server_env, count=1000, name_length=150):  # lists of about 190 kB
-        server = start_server("uvicorn", USERS_SLOW_CLIENT_TIMEOUT="2")
+        server = start_server("uvicorn", USERS_SLOW_CLIENT_TIMEOUT="2", METRICS_TOKEN=TOKEN)
         memory = psutil.Process(server.process.pid)
         never_reads = open_never_reading_socket(server)
         async with connect(server.ws_url, max_size=None) as reader:
@@ -146,6 +150,8 @@ async def test_a_client_that_never_reads_is_closed_and_never_delays_the_others(
     print(f"{creates} creates; RSS grew {(rss_after - rss_before) / 1e6:.1f} MB")
     print(f"the slow client was sent {sent_to_slow_client / 1e6:.1f} of {unread / 1e6:.1f} MB")
     assert sent_to_slow_client < unread / 2, "stale lists were not dropped"
+    samples = await scrape_metrics(server, TOKEN)
+    assert metric(samples, "usersite_slow_clients_dropped_total") == 1
 
 
 async def test_the_first_change_after_a_redis_restart_reaches_every_client_at_once(

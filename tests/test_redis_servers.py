@@ -1,0 +1,48 @@
+import pytest
+from django.core.cache.backends.redis import RedisCache
+from django.core.exceptions import ImproperlyConfigured
+from redis.sentinel import SentinelConnectionPool
+
+from tests.test_settings import manage
+from usersite import redis_servers
+
+SENTINELS = [("10.0.0.1", 26379), ("::1", 26380)]
+
+
+def test_sentinels_are_read_as_host_and_port_pairs():
+    parsed = redis_servers.parse_sentinels(["10.0.0.1:26379", "[::1]:26380"])
+    assert parsed == SENTINELS
+
+
+@pytest.mark.parametrize("item", ["10.0.0.1", "10.0.0.1:", ":26379", "host:port"])
+def test_a_sentinel_without_a_port_is_refused(item):
+    with pytest.raises(ImproperlyConfigured, match="REDIS_SENTINELS"):
+        redis_servers.parse_sentinels([item])
+
+
+def test_without_sentinels_the_channel_layer_uses_the_url():
+    url = "redis://127.0.0.1:6379/2"
+    assert redis_servers.channel_layer_host(url, [], "") == url
+
+
+def test_with_sentinels_the_channel_layer_asks_them_for_the_primary():
+    host = redis_servers.channel_layer_host("redis://:secret@ignored/3", SENTINELS, "main")
+    assert host["sentinels"] == SENTINELS
+    assert host["master_name"] == "main"
+    assert (host["db"], host["password"]) == (3, "secret")
+    assert "host" not in host
+
+
+def test_with_sentinels_the_cache_is_djangos_redis_cache_on_a_sentinel_pool():
+    settings = redis_servers.cache("redis://:secret@ignored/3", SENTINELS, "main")
+    cache = RedisCache(settings["LOCATION"], {"OPTIONS": settings["OPTIONS"]})
+    pool = cache._cache._get_connection_pool(write=True)  # made without connecting
+    assert isinstance(pool, SentinelConnectionPool)
+    assert pool.service_name == "main"
+    assert (pool.connection_kwargs["db"], pool.connection_kwargs["password"]) == (3, "secret")
+
+
+def test_sentinels_without_a_primary_name_are_refused():
+    result = manage("check", env={"REDIS_SENTINELS": "127.0.0.1:26379"})
+    assert result.returncode != 0
+    assert "REDIS_SENTINELS needs REDIS_SENTINEL_MASTER" in result.stderr
