@@ -67,18 +67,19 @@ def check_request_id(request_id) -> str | None:
 
 def idempotent(
     requester: str, request_id: str | None, action: str, target: str, perform: Callable[[], dict]
-) -> dict:
+) -> tuple[dict, bool]:
     """
-    Return ``perform()``'s result, run once per ``request_id`` of ``requester``.
+    Run ``perform()`` once per ``request_id`` of ``requester``: return its
+    result, and whether that is the first run's, replayed.
 
     The result (``{"user": ...}`` or ``{"deleted": ...}``) is stored with the
     write, in one transaction: either both commit or neither.
     """
     if request_id is None:
-        return perform()
+        return perform(), False
     receipt = _receipt(requester, request_id, action, target)
     if receipt is not None:
-        return receipt
+        return receipt, True
     try:
         with transaction.atomic():
             result = perform()
@@ -95,8 +96,8 @@ def idempotent(
         receipt = _receipt(requester, request_id, action, target)
         if receipt is None:
             raise
-        return receipt
-    return result
+        return receipt, True
+    return result, False
 
 
 def _receipt(requester: str, request_id: str, action: str, target: str) -> dict | None:
@@ -177,7 +178,8 @@ def run(account, content: dict) -> dict:
         return delete(account, target)
 
     try:
-        return idempotent(requester_key(account), request_id, action, target, perform)
+        result, _ = idempotent(requester_key(account), request_id, action, target, perform)
+        return result
     except PermissionDenied:
         raise CommandError(
             "forbidden", f"Log in as a user allowed to {PERMISSION[action]} users."

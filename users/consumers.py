@@ -22,6 +22,7 @@ from django.core.exceptions import PermissionDenied
 from rest_framework.exceptions import ValidationError
 
 from . import commands, metrics
+from .middleware import requester
 from .relay import relay
 from .snapshots import Frame
 from .throttling import TokenBucket
@@ -213,7 +214,7 @@ class UserListConsumer(LiveListConsumer):
         if not await self.may_write():
             return
         try:
-            await database_sync_to_async(commands.create)(self.scope["user"], data)
+            await database_sync_to_async(commands.create)(requester(self.scope), data)
         except PermissionDenied:
             await self.send_error("forbidden", "Log in as a user allowed to add users.")
         except ValidationError as exc:
@@ -265,20 +266,21 @@ class UserChangesConsumer(LiveListConsumer):
 
     async def receive_json(self, content, **kwargs):
         """Run a command; acknowledge it to this client after the commit."""
-        action = content.get("action") if isinstance(content, dict) else None
+        if not isinstance(content, dict):
+            content = {}
+        request_id = content.get("request_id")
+        # Echoed in this command's error frames, where it is a request id.
+        extra = {"request_id": request_id} if commands.is_request_id(request_id) else {}
+        action = content.get("action")
         if not isinstance(action, str) or action not in commands.PERMISSION:
             await self.send_error(
-                "unknown_action", 'Send {"action": "create" | "update" | "delete", ...}.'
+                "unknown_action", 'Send {"action": "create" | "update" | "delete", ...}.', **extra
             )
             return
-        request_id = content.get("request_id")
-        if not commands.is_request_id(request_id):
-            request_id = None  # not echoed: it is not one
-        extra = {"request_id": request_id} if request_id else {}
         if not await self.may_write(**extra):
             return
         try:
-            result = await database_sync_to_async(commands.run)(self.scope["user"], content)
+            result = await database_sync_to_async(commands.run)(requester(self.scope), content)
         except commands.CommandError as exc:
             if exc.errors is not None:
                 extra["errors"] = exc.errors

@@ -95,11 +95,13 @@ class UserViewMixin:
 
         requester = commands.requester_key(request.user)
         try:
-            result = commands.idempotent(requester, key, action, target, perform)
+            result, replayed = commands.idempotent(requester, key, action, target, perform)
         except commands.CommandError as exc:
             return Response({"detail": exc.message}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
-        if answers:
+        if not replayed:
             return answers[0]
+        # Also when this request wrote, but the same one committed first and
+        # this write was rolled back: its answer would name a user never saved.
         if action == "delete":
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(result["user"], status=REPLAYED_STATUS[action])
