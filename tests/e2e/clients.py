@@ -12,14 +12,18 @@ import uuid
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from types import SimpleNamespace
+from urllib.parse import urlencode
 
 import httpx
+import websockets
+from websockets.asyncio.client import connect
 
 from servers import ROOT, SOCKET_PATH, http_url, ws_url
 from tests.e2e.conftest import ADMIN_PASSWORD, ADMIN_USERNAME
 from tests.helpers import list_frame
 
 CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+ADMIN_CHANGE_PATH = re.compile(r"/admin/users/user/(\d+)/change/")
 
 
 def server_at(port: int) -> SimpleNamespace:
@@ -141,12 +145,17 @@ def read_until_closed(raw: socket.socket, timeout: float = 10) -> int:
     return total
 
 
-def manage_shell(env: dict, code: str) -> None:
-    """Run ``code`` in ``manage.py shell`` on the database of ``env``, with User imported."""
-    subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", f"from users.models import User; {code}"],
-        cwd=ROOT, env=env, check=True,
-    )  # fmt: skip
+def manage(server_env: dict, *arguments: str, **env) -> str:
+    """Run a management command on the servers' database; return what it printed."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *arguments],
+        cwd=ROOT, env={**server_env, **env}, check=True, stdout=subprocess.PIPE, text=True,
+    ).stdout  # fmt: skip
+
+
+def manage_shell(server_env: dict, code: str, **env) -> str:
+    """Run Python ``code`` in ``manage.py shell`` on the servers' database, with User imported."""
+    return manage(server_env, "shell", "-c", f"from users.models import User; {code}", **env)
 
 
 @contextmanager
@@ -199,3 +208,208 @@ async def scrape_metrics(server, token: str) -> dict:
 def metric(samples: dict, name: str, **labels) -> float:
     """One sample's value from ``scrape_metrics``; 0 when absent (a counter never touched)."""
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+async def admin_create_returning_id(http: httpx.AsyncClient, name: str, email: str = "") -> str:
+    """Add a user through the admin's add form; return its id, from the redirect to its form."""
+    form = await http.get("/admin/users/user/add/")
+    response = await http.post(
+        "/admin/users/user/add/",
+        data={"name": name, "email": email, "_continue": "Save", **csrf(form)},
+    )
+    assert response.status_code == 302, response.text
+    return ADMIN_CHANGE_PATH.fullmatch(response.headers["location"])[1]
+
+
+async def admin_update(http: httpx.AsyncClient, user_id: str, name: str, email: str = "") -> None:
+    """Save a user's change form in the admin."""
+    path = f"/admin/users/user/{user_id}/change/"
+    form = await http.get(path)
+    response = await http.post(
+        path, data={"name": name, "email": email, "_save": "Save", **csrf(form)}
+    )
+    assert response.status_code == 302, response.text
+
+
+async def admin_delete(http: httpx.AsyncClient, user_id: str) -> None:
+    """Confirm a user's deletion in the admin."""
+    path = f"/admin/users/user/{user_id}/delete/"
+    form = await http.get(path)
+    response = await http.post(path, data={"post": "yes", **csrf(form)})
+    assert response.status_code == 302, response.text
+
+
+# -- protocol v2 ----------------------------------------------------------------
+
+V2_SUBPROTOCOL = "users.v2"
+USER_FIELDS = {"id", "name", "email"}
+FRAME_FIELDS = {
+    "snapshot": {"type", "epoch", "version", "users"},
+    "changes": {"type", "epoch", "from", "version", "upserted", "deleted"},
+}
+
+
+def v2_url(server, resume: tuple[str, int] | None = None) -> str:
+    """The socket's URL, resuming from (epoch, version) if given."""
+    if resume is None:
+        return server.ws_url
+    epoch, version = resume
+    return f"{server.ws_url}?{urlencode({'epoch': epoch, 'version': version})}"
+
+
+def connect_v2(server, resume: tuple[str, int] | None = None, token: str | None = None, **kwargs):
+    """Open a protocol v2 socket (``await`` it or use ``async with``), with a token if given."""
+    subprotocols = [V2_SUBPROTOCOL, *([f"token.{token}"] if token else [])]
+    return connect(v2_url(server, resume), subprotocols=subprotocols, **kwargs)
+
+
+def check_user(user) -> None:
+    assert isinstance(user, dict), user
+    assert user.keys() == USER_FIELDS, user
+    assert all(isinstance(value, str) for value in user.values()), user
+
+
+def by_id(users) -> list:
+    """Users ordered by their integer id, as lists are."""
+    return sorted(users, key=lambda user: int(user["id"]))
+
+
+class ChangesWatcher:
+    """
+    A protocol v2 client that rebuilds the list only from the frames it receives.
+
+    Every change set must start where the list it holds stands: its epoch, and
+    ``from`` equal to its version; a failure ends the watcher and is raised by
+    the next wait. Acks and errors are kept apart from the list, so they may
+    come before or after the change set that carries the same change.
+    """
+
+    def __init__(self, ws, holds: "ChangesWatcher | None" = None):
+        self.ws, self.frames, self.acks, self.errors = ws, [], {}, []
+        self.epoch, self.version, self.users = None, None, {}
+        if holds is not None:  # resuming: it holds the list another watcher had
+            self.epoch, self.version, self.users = holds.epoch, holds.version, dict(holds.users)
+        self.closed: websockets.ConnectionClosed | None = None
+        self.received = asyncio.Event()
+        self.task = asyncio.create_task(self.watch())
+
+    @classmethod
+    async def open(cls, server, *, resuming: "ChangesWatcher | None" = None, token=None):
+        """Connect a watcher, resuming from the list ``resuming`` holds if given."""
+        resume = None if resuming is None else (resuming.epoch, resuming.version)
+        ws = await connect_v2(server, resume, token, max_size=None)
+        assert ws.subprotocol == V2_SUBPROTOCOL, ws.subprotocol
+        return cls(ws, resuming)
+
+    async def watch(self) -> None:
+        try:
+            async for text in self.ws:
+                frame = json.loads(text)
+                self.frames.append(frame)
+                self.take(frame)
+                self.received.set()
+        except websockets.ConnectionClosed as closed:
+            self.closed = closed
+        self.received.set()
+
+    def take(self, frame) -> None:
+        assert isinstance(frame, dict), f"not a v2 frame: {frame!r}"
+        kind = frame.get("type")
+        if kind == "snapshot":
+            assert frame.keys() == FRAME_FIELDS[kind], frame
+            users = frame["users"]
+            for user in users:
+                check_user(user)
+            assert users == by_id(users), "a snapshot not ordered by id"
+            if frame["epoch"] == self.epoch:
+                assert frame["version"] >= self.version, f"went back from {self.version}: {frame}"
+            self.epoch, self.version = frame["epoch"], frame["version"]
+            self.users = {user["id"]: user for user in users}
+        elif kind == "changes":
+            assert frame.keys() == FRAME_FIELDS[kind], frame
+            assert (frame["epoch"], frame["from"]) == (self.epoch, self.version), (
+                f"holding version {self.version} of epoch {self.epoch}, got {frame}"
+            )
+            assert frame["version"] >= frame["from"], frame
+            for user_id in frame["deleted"]:
+                assert isinstance(user_id, str), frame
+                self.users.pop(user_id, None)  # a user created and deleted since: not held
+            for user in frame["upserted"]:
+                check_user(user)
+                self.users[user["id"]] = user
+            self.version = frame["version"]
+        elif kind == "ack":
+            assert frame.keys() in (
+                {"type", "request_id", "user"},
+                {"type", "request_id", "deleted"},
+            )
+            self.acks.setdefault(frame["request_id"], []).append(frame)
+        elif kind == "error":
+            assert frame.keys() >= {"type", "code", "message"}, frame
+            self.errors.append(frame)
+        else:
+            raise AssertionError(f"a frame of unknown type: {frame}")
+
+    def list(self) -> list:
+        """The list this client holds, ordered by id."""
+        return by_id(self.users.values())
+
+    async def wait_until(self, condition, timeout: float = 10, what: str = "") -> None:
+        """Wait until ``condition()`` holds; fail with what this watcher last saw otherwise."""
+        try:
+            async with asyncio.timeout(timeout):
+                while not condition():
+                    if self.task.done():
+                        self.task.result()  # raises what failed in take()
+                        raise AssertionError(f"the socket closed ({self.closed})")
+                    self.received.clear()
+                    await self.received.wait()
+        except TimeoutError:
+            raise AssertionError(
+                f"not {what or condition} within {timeout} s; last frames {self.frames[-3:]}"
+            ) from None
+        if self.task.done() and self.task.exception() is not None:
+            self.task.result()
+
+    async def wait_for(self, expected: list, timeout: float = 10) -> None:
+        """Wait until the list this client holds is ``expected``."""
+        await self.wait_until(lambda: self.list() == expected, timeout, f"holding {expected}")
+
+    @staticmethod
+    async def all_hold(watchers: list["ChangesWatcher"], expected: list, timeout: float = 10):
+        for watcher in watchers:
+            await watcher.wait_for(expected, timeout)
+
+    async def first_frame(self, timeout: float = 5) -> dict:
+        await self.wait_until(lambda: self.frames, timeout, "a first frame")
+        return self.frames[0]
+
+    async def send(self, action: str, request_id: str | None = "new", **fields) -> str | None:
+        """Send a command, with a new request id unless told; return the request id."""
+        if request_id == "new":
+            request_id = uuid.uuid4().hex
+        command = {"action": action, **fields}
+        if request_id is not None:
+            command["request_id"] = request_id
+        await self.ws.send(json.dumps(command))
+        return request_id
+
+    async def answer(self, request_id: str, timeout: float = 10) -> dict:
+        """Wait for the ack or the error frame of ``request_id``; return it."""
+
+        def answered() -> dict | None:
+            errors = [error for error in self.errors if error.get("request_id") == request_id]
+            return (self.acks.get(request_id) or errors or [None])[-1]
+
+        await self.wait_until(answered, timeout, f"an answer to {request_id}")
+        return answered()
+
+    async def command(self, action: str, **fields) -> dict:
+        """Send a command with a new request id and return its ack; fail on an error frame."""
+        answer = await self.answer(await self.send(action, **fields))
+        assert answer["type"] == "ack", answer
+        return answer
+
+    async def close(self) -> None:
+        await self.ws.close()
+        await self.task

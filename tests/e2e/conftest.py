@@ -3,12 +3,16 @@ Real server processes for end-to-end tests.
 
 Servers run in subprocesses on free loopback ports with a database of their
 own (an SQLite file, or a fresh PostgreSQL database when DATABASE_URL names
-PostgreSQL) and the channel layer that REDIS_URL selects, as deployed.
+PostgreSQL) and the channel layer that REDIS_URL selects, as deployed; or on
+a Redis of the test's own (``own_redis``), which a test can restart.
 """
 
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -117,3 +121,43 @@ def no_throttle_counts():
 @pytest.fixture(autouse=True)
 def empty_channel_layer():
     """Leave the channel layer alone: the servers under test own it (overrides the suite's)."""
+
+
+class RedisServer:
+    """A Redis of the test's own, without persistence, so a restart loses every key."""
+
+    def __init__(self, folder):
+        self.port, self.folder, self.process = free_port(), folder, None
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+             "--appendonly", "no", "--dir", str(self.folder)],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as probe:
+                    probe.sendall(b"PING\r\n")
+                    if probe.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    if shutil.which("redis-server") is None:
+        pytest.skip("needs redis-server (Debian's redis-server) to restart a Redis of its own")
+    redis = RedisServer(tmp_path)
+    redis.start()
+    yield redis
+    if redis.process.poll() is None:
+        redis.stop()

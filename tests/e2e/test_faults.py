@@ -2,9 +2,6 @@
 
 import asyncio
 import json
-import shutil
-import socket
-import subprocess
 import time
 
 import httpx
@@ -13,7 +10,6 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.protocol import State
 
-from servers import free_port
 from tests.e2e.clients import (
     ListWatcher,
     admin_create,
@@ -30,46 +26,6 @@ from tests.e2e.clients import (
 )
 
 TOKEN = "e2e-metrics-token"
-
-
-class RedisServer:
-    """A Redis of the test's own, without persistence, so a restart loses every key."""
-
-    def __init__(self, folder):
-        self.port, self.folder, self.process = free_port(), folder, None
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-             "--appendonly", "no", "--dir", str(self.folder)],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as probe:
-                    probe.sendall(b"PING\r\n")
-                    if probe.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
-
-
-@pytest.fixture
-def own_redis(tmp_path):
-    if shutil.which("redis-server") is None:
-        pytest.skip("needs redis-server (Debian's redis-server) to restart a Redis of its own")
-    redis = RedisServer(tmp_path)
-    redis.start()
-    yield redis
-    if redis.process.poll() is None:
-        redis.stop()
 
 
 def names(users: list) -> list:
