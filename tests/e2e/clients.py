@@ -282,10 +282,14 @@ class ChangesWatcher:
     ``from`` equal to its version; a failure ends the watcher and is raised by
     the next wait. Acks and errors are kept apart from the list, so they may
     come before or after the change set that carries the same change.
+    Error frames are kept in ``errors``, and with the answers to their request
+    id when they carry one.
     """
 
     def __init__(self, ws, holds: "ChangesWatcher | None" = None):
-        self.ws, self.frames, self.acks, self.errors = ws, [], {}, []
+        self.ws, self.frames, self.errors = ws, [], []
+        self.answers = {}  # request id: its acks and error frames, in order
+        self.asked = {}  # request id: how many answers it had when last sent
         self.epoch, self.version, self.users = None, None, {}
         if holds is not None:  # resuming: it holds the list another watcher had
             self.epoch, self.version, self.users = holds.epoch, holds.version, dict(holds.users)
@@ -343,14 +347,16 @@ class ChangesWatcher:
                 {"type", "request_id", "user"},
                 {"type", "request_id", "deleted"},
             )
-            self.acks.setdefault(frame["request_id"], []).append(frame)
+            self.answers.setdefault(frame["request_id"], []).append(frame)
         elif kind == "error":
             assert frame.keys() >= {"type", "code", "message"}, frame
             self.errors.append(frame)
+            if "request_id" in frame:
+                self.answers.setdefault(frame["request_id"], []).append(frame)
         else:
             raise AssertionError(f"a frame of unknown type: {frame}")
 
-    def list(self) -> list:
+    def held(self) -> list:
         """The list this client holds, ordered by id."""
         return by_id(self.users.values())
 
@@ -373,7 +379,7 @@ class ChangesWatcher:
 
     async def wait_for(self, expected: list, timeout: float = 10) -> None:
         """Wait until the list this client holds is ``expected``."""
-        await self.wait_until(lambda: self.list() == expected, timeout, f"holding {expected}")
+        await self.wait_until(lambda: self.held() == expected, timeout, f"holding {expected}")
 
     @staticmethod
     async def all_hold(watchers: list["ChangesWatcher"], expected: list, timeout: float = 10):
@@ -391,18 +397,22 @@ class ChangesWatcher:
         command = {"action": action, **fields}
         if request_id is not None:
             command["request_id"] = request_id
+        self.asked[request_id] = len(self.answers.get(request_id, ()))
         await self.ws.send(json.dumps(command))
         return request_id
 
-    async def answer(self, request_id: str, timeout: float = 10) -> dict:
-        """Wait for the ack or the error frame of ``request_id``; return it."""
+    async def answer(self, request_id: str | None, timeout: float = 10) -> dict:
+        """Wait for the ack or error frame answering the last send of ``request_id``."""
+        answers, index = self.answers.setdefault(request_id, []), self.asked.get(request_id, 0)
+        await self.wait_until(lambda: len(answers) > index, timeout, f"an answer to {request_id}")
+        return answers[index]
 
-        def answered() -> dict | None:
-            errors = [error for error in self.errors if error.get("request_id") == request_id]
-            return (self.acks.get(request_id) or errors or [None])[-1]
-
-        await self.wait_until(answered, timeout, f"an answer to {request_id}")
-        return answered()
+    async def error_for(self, frame: str | bytes, timeout: float = 10) -> dict:
+        """Send a raw frame; return the error frame that comes next."""
+        before = len(self.errors)
+        await self.ws.send(frame)
+        await self.wait_until(lambda: len(self.errors) > before, timeout, "an error frame")
+        return self.errors[before]
 
     async def command(self, action: str, **fields) -> dict:
         """Send a command with a new request id and return its ack; fail on an error frame."""
