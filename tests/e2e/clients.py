@@ -269,6 +269,12 @@ def check_user(user) -> None:
     assert all(isinstance(value, str) for value in user.values()), user
 
 
+def brief(frame, limit: int = 400) -> str:
+    """A frame for a failure message: the start of its JSON."""
+    text = json.dumps(frame, ensure_ascii=False)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def by_id(users) -> list:
     """Users ordered by their integer id, as lists are."""
     return sorted(users, key=lambda user: int(user["id"]))
@@ -287,7 +293,7 @@ class ChangesWatcher:
     """
 
     def __init__(self, ws, holds: "ChangesWatcher | None" = None):
-        self.ws, self.frames, self.errors = ws, [], []
+        self.ws, self.frames, self.errors, self.replies = ws, [], [], []  # replies: acks, errors
         self.answers = {}  # request id: its acks and error frames, in order
         self.asked = {}  # request id: how many answers it had when last sent
         self.epoch, self.version, self.users = None, None, {}
@@ -314,29 +320,33 @@ class ChangesWatcher:
                 self.received.set()
         except websockets.ConnectionClosed as closed:
             self.closed = closed
-        self.received.set()
+        finally:
+            self.received.set()  # waiters see the end, and what ended it
 
     def take(self, frame) -> None:
         assert isinstance(frame, dict), f"not a v2 frame: {frame!r}"
         kind = frame.get("type")
         if kind == "snapshot":
-            assert frame.keys() == FRAME_FIELDS[kind], frame
+            assert frame.keys() == FRAME_FIELDS[kind], brief(frame)
             users = frame["users"]
             for user in users:
                 check_user(user)
             assert users == by_id(users), "a snapshot not ordered by id"
             if frame["epoch"] == self.epoch:
-                assert frame["version"] >= self.version, f"went back from {self.version}: {frame}"
+                assert frame["version"] >= self.version, (
+                    f"went back from {self.version}: {brief(frame)}"
+                )
             self.epoch, self.version = frame["epoch"], frame["version"]
             self.users = {user["id"]: user for user in users}
         elif kind == "changes":
-            assert frame.keys() == FRAME_FIELDS[kind], frame
+            assert frame.keys() == FRAME_FIELDS[kind], brief(frame)
             assert (frame["epoch"], frame["from"]) == (self.epoch, self.version), (
-                f"holding version {self.version} of epoch {self.epoch}, got {frame}"
+                f"holding version {self.version} of epoch {self.epoch} "
+                f"(on {self.ws.request.path}), got {brief(frame)}"
             )
-            assert frame["version"] >= frame["from"], frame
+            assert frame["version"] >= frame["from"], brief(frame)
             for user_id in frame["deleted"]:
-                assert isinstance(user_id, str), frame
+                assert isinstance(user_id, str), brief(frame)
                 self.users.pop(user_id, None)  # a user created and deleted since: not held
             for user in frame["upserted"]:
                 check_user(user)
@@ -348,13 +358,15 @@ class ChangesWatcher:
                 {"type", "request_id", "deleted"},
             )
             self.answers.setdefault(frame["request_id"], []).append(frame)
+            self.replies.append(frame)
         elif kind == "error":
-            assert frame.keys() >= {"type", "code", "message"}, frame
+            assert frame.keys() >= {"type", "code", "message"}, brief(frame)
             self.errors.append(frame)
+            self.replies.append(frame)
             if "request_id" in frame:
                 self.answers.setdefault(frame["request_id"], []).append(frame)
         else:
-            raise AssertionError(f"a frame of unknown type: {frame}")
+            raise AssertionError(f"a frame of unknown type: {brief(frame)}")
 
     def held(self) -> list:
         """The list this client holds, ordered by id."""
@@ -372,7 +384,8 @@ class ChangesWatcher:
                     await self.received.wait()
         except TimeoutError:
             raise AssertionError(
-                f"not {what or condition} within {timeout} s; last frames {self.frames[-3:]}"
+                f"not {what or condition} within {timeout} s; "
+                f"last frames {[brief(frame) for frame in self.frames[-3:]]}"
             ) from None
         if self.task.done() and self.task.exception() is not None:
             self.task.result()
@@ -407,12 +420,12 @@ class ChangesWatcher:
         await self.wait_until(lambda: len(answers) > index, timeout, f"an answer to {request_id}")
         return answers[index]
 
-    async def error_for(self, frame: str | bytes, timeout: float = 10) -> dict:
-        """Send a raw frame; return the error frame that comes next."""
-        before = len(self.errors)
+    async def reply_to(self, frame: str | bytes, timeout: float = 10) -> dict:
+        """Send a raw frame; return the ack or error frame that comes next."""
+        before = len(self.replies)
         await self.ws.send(frame)
-        await self.wait_until(lambda: len(self.errors) > before, timeout, "an error frame")
-        return self.errors[before]
+        await self.wait_until(lambda: len(self.replies) > before, timeout, f"a reply to {frame!r}")
+        return self.replies[before]
 
     async def command(self, action: str, **fields) -> dict:
         """Send a command with a new request id and return its ack; fail on an error frame."""

@@ -9,8 +9,16 @@ checked here: every invalid frame gets an error frame of the right code on its
 own socket; the server neither crashes nor closes the socket (1011); and only
 the valid creates reach the database.
 
+Protocol v2 gets the same frames and its own commands: creates, updates and
+deletes with random fields, ids and request ids (fresh, repeated, reused for
+another command, malformed), and random resume parameters on the URL. Every
+command gets an ack or an error frame of the right code; the database changes
+exactly as the acks say; the list the socket rebuilds from its change sets is
+the database's.
+
 Each strategy makes frames that are surely valid or surely invalid, so every
-frame's outcome is known without asking the server. Names in the frames hold a
+frame's outcome is known without asking the server (a v2 command's, from what
+its socket did before: V2Model). Names in the frames hold a
 marker unique to the example, in invalid creates too: a write the server
 should have refused shows up in the database under that marker.
 """
@@ -19,7 +27,9 @@ import asyncio
 import json
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from urllib.parse import parse_qs, quote, urlencode
 
 import httpx
 import pytest
@@ -30,6 +40,8 @@ from websockets.asyncio.client import connect
 from websockets.frames import Close, Frame, Opcode
 
 from tests.e2e.clients import (
+    V2_SUBPROTOCOL,
+    ChangesWatcher,
     database_list,
     long_named_users,
     next_list,
@@ -374,6 +386,211 @@ probe_lists = st.lists(
     max_size=40,
 )
 
+# -- protocol v2: commands, request ids and resume parameters --------------------
+#
+# A v2 command's outcome depends on what the example's socket did before it
+# (which users it created and deleted, which request ids got an ack), so its
+# target and request id are picked when it is sent, and V2Model works out the
+# answer it must get. Each generated command has at most one fault.
+
+V2_ACTIONS = ("create", "update", "delete")
+MAX_REQUEST_ID_LENGTH = 64
+UNKNOWN_ID = "999999999999"  # far above any id these tests reach
+# Far above any version these tests reach (the previous example's version may
+# lag the head: an update that changes nothing moves the version, not the list).
+FAR_FUTURE_VERSION = 10**15
+# Appended to request ids: hypothesis's text has no lone surrogates of its own.
+REQUEST_ID_EDGES = ["", "", "", "\x00", "\ud800", "\udfff", "\U0001f600", "\u200d", "\ufeff"]
+
+
+def expected_v2_error_for_text(text: str) -> str | None:
+    """The code protocol v2 answers arbitrary ``text`` with; None if it may be a command."""
+    if len(text) > MAX_FRAME_LENGTH:
+        return "too_large"
+    if text == "__addUser__":
+        return "unknown_action"  # protocol v1's
+    try:
+        content = json.loads(text)
+    except (ValueError, RecursionError):
+        return "invalid_json"
+    if isinstance(content, dict) and content.get("action") in V2_ACTIONS:
+        return None
+    return "unknown_action"
+
+
+v2_arbitrary_text = (
+    st.text()
+    .filter(lambda text: expected_v2_error_for_text(text) is not None)
+    .map(lambda text: Probe(text, expected_v2_error_for_text(text)))
+)
+wrong_v2_actions = wrong_actions.filter(lambda action: action not in V2_ACTIONS)
+
+
+@st.composite
+def v2_unknown_actions(draw) -> Probe:
+    """JSON that is no v2 command: other values at the top, other actions, no action at all."""
+    fields = draw(valid_create_fields())
+    frame = draw(
+        st.sampled_from(
+            [
+                json.dumps(draw(json_values.filter(lambda value: not isinstance(value, dict)))),
+                json.dumps(fields),
+                json.dumps({"action": draw(wrong_v2_actions), **fields}),
+                create_frame(fields)[:-1] + ', "action": "upsert"}',  # the last key wins
+                "__addUser__",
+            ]
+        )
+    )
+    return Probe(frame, "unknown_action")
+
+
+v2_extra_fields = extra_fields.map(
+    lambda extra: {k: v for k, v in extra.items() if k not in ("id", "request_id")}
+)
+
+
+@dataclass(frozen=True)
+class V2Command:
+    """
+    A v2 command, its target and request id still to be picked when it is sent.
+
+    ``target``: ("own", k, zeros), the example's k-th user (modulo how many it
+    created) with ``zeros`` leading zeros; ("unknown", id); or ("malformed", value).
+    ``request_id``: ("absent", None), ("null", None), ("fresh", suffix) after the example's
+    marker, ("bad", value), or ("reuse", j): the request id of the j-th earlier
+    command that got an ack, on this different command.
+    """
+
+    action: str
+    fields: dict
+    target: tuple = ()
+    request_id: tuple = ("absent", None)
+    invalid_field: str | None = None  # the field the server must refuse, if any
+
+
+REQUEST_ID_VALUES = {
+    "absent": st.none(),
+    "null": st.none(),
+    # Any text, NUL and lone surrogates too, within 64 characters with the marker.
+    "fresh": st.tuples(st.text(max_size=40), st.sampled_from(REQUEST_ID_EDGES)).map("".join),
+    "reuse": st.integers(0, 1000),
+}
+request_ids = st.sampled_from(["absent", "null", "fresh", "fresh", "reuse"]).flatmap(
+    lambda kind: REQUEST_ID_VALUES[kind].map(lambda value: (kind, value))
+)
+bad_request_ids = st.one_of(
+    json_values.filter(lambda value: not isinstance(value, str) and value is not None),
+    st.just(""),
+    st.text(min_size=MAX_REQUEST_ID_LENGTH + 1, max_size=MAX_REQUEST_ID_LENGTH + 20),
+).map(lambda value: ("bad", value))
+own_targets = st.tuples(st.just("own"), st.integers(0, 1000), st.sampled_from([0, 0, 0, 0, 1, 3]))
+unknown_targets = st.sampled_from([UNKNOWN_ID, "0", "000"]).map(lambda id_: ("unknown", id_))
+malformed_targets = st.one_of(
+    json_values.filter(lambda value: not isinstance(value, str)),
+    st.sampled_from(["", "one", "-1", "+1", "1.0", " 1", "1 ", "0x1", "\u0661", "\u00b2", "1\x00"]),
+    st.just("9" * 19),
+    st.text(max_size=8).filter(lambda text: not (text.isascii() and text.isdigit())),
+).map(lambda value: ("malformed", value))
+
+
+@st.composite
+def v2_commands(draw) -> V2Command:
+    """A create, update or delete, valid or with one fault: its fields, request id or target."""
+    action = draw(st.sampled_from(V2_ACTIONS))
+    fault = draw(st.sampled_from(["none", "none", "fields", "request id", "target"]))
+    if action == "create":
+        fields = {**draw(valid_create_fields()), **draw(v2_extra_fields)}
+        if fault == "target":
+            fault = "none"  # a create has none
+    else:
+        fields = {**draw(v2_extra_fields)}
+        if action == "update":
+            name = draw(st.one_of(st.none(), valid_names()))
+            fields |= {} if name is None else {"name": name}
+            fields |= draw(valid_email_fields)
+        elif fault == "fields":
+            fault = "none"  # a delete has none
+    invalid_field = None
+    if fault == "fields":
+        invalid_field = draw(st.sampled_from(["name", "email"]))
+        wrong = invalid_names() if invalid_field == "name" else invalid_emails()
+        fields = {**fields, invalid_field: draw(wrong)}
+    target = ()
+    if action != "create":
+        target = draw(own_targets)
+        if fault == "target":
+            target = draw(unknown_targets | malformed_targets)
+    request_id = draw(bad_request_ids if fault == "request id" else request_ids)
+    if fault != "none" and request_id[0] == "reuse":
+        request_id = ("fresh", "")  # a reused id is checked before most faults: one at a time
+    return V2Command(action, fields, target, request_id, invalid_field)
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """Send the j-th command this example sent again, exactly (modulo how many it sent)."""
+
+    j: int
+
+
+@dataclass(frozen=True)
+class Resume:
+    """
+    Resume parameters on the URL of an example's socket, and what they must get.
+
+    ``kind``: "none"; "previous" (the list the previous example's socket held);
+    "wrong epoch" (``value``: the epoch); "future version" (``value`` past
+    FAR_FUTURE_VERSION); "unparseable" (``value``: pairs, %s for the epoch and
+    version); or "junk" (``value``: a query without epoch or version).
+    """
+
+    kind: str
+    value: object = None
+
+
+def has_resume_keys(query: str) -> bool:
+    return bool({"epoch", "version"} & parse_qs(query, keep_blank_values=True).keys())
+
+
+epoch_texts = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=32)
+not_versions = st.one_of(
+    st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=20).filter(
+        lambda text: not (text.isascii() and text.isdigit())
+    ),
+    st.integers(19, 40).map(lambda digits: "1" * digits),
+)
+RESUME_VALUES = {
+    "none": st.none(),
+    "previous": st.none(),
+    "wrong epoch": epoch_texts,
+    "future version": st.integers(1, 10**12),
+    "unparseable": st.one_of(
+        not_versions.map(lambda bad: [("epoch", "%s"), ("version", bad)]),
+        st.just([("version", "%s")]),
+        st.just([("epoch", "%s")]),
+        st.just([("epoch", "%s"), ("version", "%s"), ("version", "%s")]),
+        st.just([("epoch", "%s"), ("epoch", "%s"), ("version", "%s")]),
+    ),
+    "junk": st.text(st.characters(codec="ascii", exclude_characters="# "), max_size=40)
+    .map(lambda text: quote(text, safe="=&%+;,/?:@!$'()*"))
+    .filter(lambda query: not has_resume_keys(query)),
+}
+resumes = st.sampled_from(list(RESUME_VALUES)).flatmap(
+    lambda kind: RESUME_VALUES[kind].map(lambda value: Resume(kind, value))
+)
+
+v2_steps = st.lists(
+    v2_commands()
+    | v2_commands()  # half the frames
+    | st.integers(0, 1000).map(Repeat)
+    | st.one_of(
+        binary_frames, huge_frames(), malformed_json(), v2_arbitrary_text, v2_unknown_actions()
+    ),
+    min_size=5,
+    max_size=25,
+)
+
+
 # -- talking to the server ----------------------------------------------------
 
 # Ends each example: its error frame means the server has handled every frame before it.
@@ -537,4 +754,305 @@ async def test_an_invalid_frame_and_a_close_from_a_backed_up_client_crash_nothin
         )
         await asyncio.sleep(1)  # for the error frame
         never_reads.close()
+    assert_server_survived(server)
+
+
+# -- protocol v2: the answers a command must get, and the test ----------------
+
+
+def storable(text: str) -> bool:
+    """Whether text can be stored as it is: no NUL, no lone surrogates."""
+    return "\x00" not in text and not any("\ud800" <= c <= "\udfff" for c in text)
+
+
+def is_request_id(value) -> bool:
+    return isinstance(value, str) and 1 <= len(value) <= MAX_REQUEST_ID_LENGTH
+
+
+@dataclass
+class Expected:
+    """The answer a command must get: an ack (``ack`` checks it) or an error of ``codes``."""
+
+    ack: Callable[[dict], bool] | None = None
+    codes: set = field(default_factory=set)  # with several faults, any of them will do
+    error_field: str | None = None  # for a single "invalid": the field it must name
+    echo: object = None  # the request id an error frame must carry (None: none)
+    may_refuse_request_id: bool = False  # an unstorable request id may be refused ("invalid")
+
+
+@dataclass
+class V2Model:
+    """One example's socket: the commands it sent, its users, the answers kept for its ids."""
+
+    marker: str
+    sent: list = field(default_factory=list)  # (command as sent, its V2Command)
+    created: list = field(default_factory=list)  # ids of the users it created, in order
+    users: dict = field(default_factory=dict)  # id: the user as it must be now
+    receipts: dict = field(default_factory=dict)  # request id: ((action, target), ack)
+    acked_ids: list = field(default_factory=list)  # request ids that got an ack, in order
+
+    def resolve(self, step) -> tuple[dict, V2Command] | None:
+        """The command to send for ``step``; None for a repeat before any command."""
+        if isinstance(step, Repeat):
+            return self.sent[step.j % len(self.sent)] if self.sent else None
+        command = {"action": step.action, **step.fields}
+        command = json.loads(json.dumps(command).replace(MARKER, self.marker))
+        if step.target:
+            command["id"] = self.target(step.target)
+        kind, value = step.request_id
+        if kind == "null":
+            command["request_id"] = None
+        elif kind == "fresh":
+            rid = f"{self.marker}{len(self.sent):03d}{value}"
+            command["request_id"] = rid[:MAX_REQUEST_ID_LENGTH]
+        elif kind == "bad":
+            command["request_id"] = value
+        elif kind == "reuse" and self.acked_ids:
+            command["request_id"] = self.acked_ids[value % len(self.acked_ids)]
+        return command, step
+
+    def target(self, target: tuple):
+        if target[0] != "own":
+            return target[1]
+        if not self.created:
+            return UNKNOWN_ID
+        return "0" * target[2] + self.created[target[1] % len(self.created)]
+
+    def expect(self, command: dict, step: V2Command) -> Expected:
+        """The answer ``command`` must get now."""
+        rid = command.get("request_id")
+        echo = rid if is_request_id(rid) else None
+        faults = []  # (code, the field an "invalid" names); with several, any code will do
+        if rid is not None and echo is None:
+            faults.append(("invalid", None))
+        key = (command["action"], "")
+        if command["action"] != "create":
+            user_id = command.get("id")
+            if not (isinstance(user_id, str) and user_id.isascii() and user_id.isdigit()):
+                faults.append(("invalid", "id"))
+            elif len(user_id) >= 19:  # no such user; a server may also call it no id
+                faults += [("invalid", None), ("not_found", None)]
+            else:
+                key = (command["action"], user_id)
+                if str(int(user_id)) not in self.users:
+                    faults.append(("not_found", None))
+        if echo in self.receipts:
+            first_key, ack = self.receipts[echo]
+            if first_key == key:
+                return Expected(ack=lambda answer: answer == ack)  # a replay, whatever else holds
+            faults.append(("request_id_reused", None))
+        if step.invalid_field:
+            faults.append(("invalid", step.invalid_field))
+        unstorable = echo is not None and not storable(echo)
+        if not faults:
+            return Expected(ack=self.ack_check(command, echo), may_refuse_request_id=unstorable)
+        return Expected(
+            codes={code for code, _ in faults},
+            error_field=faults[0][1] if len(faults) == 1 else None,
+            echo=echo,
+            may_refuse_request_id=unstorable,
+        )
+
+    def ack_check(self, command: dict, echo) -> Callable[[dict], bool]:
+        action = command["action"]
+        if action == "delete":
+            user_id = str(int(command["id"]))
+            return lambda answer: answer == {
+                "type": "ack", "request_id": echo, "deleted": user_id,
+            }  # fmt: skip
+        if action == "create":
+            before = {"name": "", "email": ""}
+        else:
+            before = self.users[str(int(command["id"]))]
+        after = {**before}
+        for name in ("name", "email"):
+            if name in command:
+                after[name] = command[name].strip()
+
+        def check(answer: dict) -> bool:
+            user = answer.get("user", {})
+            expected_id = before.get("id", user.get("id"))
+            return answer == {
+                "type": "ack", "request_id": echo, "user": {**after, "id": expected_id},
+            } and isinstance(expected_id, str)  # fmt: skip
+
+        return check
+
+    def take(self, command: dict, answer: dict) -> None:
+        """Record what an ack did."""
+        if answer["type"] != "ack":
+            return
+        rid = command.get("request_id")
+        if is_request_id(rid):
+            if rid in self.receipts:
+                return  # a replay: nothing changed
+            target = command["id"] if command["action"] != "create" else ""
+            self.receipts[rid] = ((command["action"], target), answer)
+            self.acked_ids.append(rid)
+        if "deleted" in answer:
+            del self.users[str(int(command["id"]))]
+        else:
+            user = answer["user"]
+            if command["action"] == "create":
+                self.created.append(user["id"])
+            self.users[user["id"]] = user
+
+
+def resume_query(resume: Resume, previous: ChangesWatcher) -> tuple[str, list, object]:
+    """The query for ``resume``, the first frames it must get, and the list it resumes from."""
+    epoch, version = previous.epoch, previous.version
+    if resume.kind == "previous":
+        return f"?{urlencode({'epoch': epoch, 'version': version})}", ["changes"], previous
+    if resume.kind == "wrong epoch":
+        wrong = resume.value if resume.value != epoch else "x" + resume.value[1:]
+        query = urlencode({"epoch": wrong, "version": version})
+    elif resume.kind == "future version":
+        query = urlencode({"epoch": epoch, "version": FAR_FUTURE_VERSION + resume.value})
+    elif resume.kind == "unparseable":
+        known = {"epoch": epoch, "version": version}
+        pairs = [(key, known[key] if value == "%s" else value) for key, value in resume.value]
+        return f"?{urlencode(pairs)}", ["invalid", "snapshot"], None
+    else:  # none, junk
+        query = resume.value or ""
+    return f"?{query}" if query else "", ["snapshot"], None
+
+
+def check_v2_answer(answer: dict, expected: Expected, where: Callable[[], str]) -> None:
+    """Check the ack or error frame a command got against what it must get."""
+    refused = (answer["type"], answer.get("code")) == ("error", "invalid")
+    if expected.may_refuse_request_id and refused:
+        return  # a request id that cannot be stored may be refused
+    if expected.ack is not None:
+        assert answer["type"] == "ack", f"{answer} {where()}"
+        assert expected.ack(answer), f"{answer} {where()}"
+        return
+    assert answer["type"] == "error", f"{answer}, not an error of {expected.codes} {where()}"
+    assert answer["code"] in expected.codes, f"{answer}, not an error of {expected.codes} {where()}"
+    if expected.error_field is not None:
+        assert expected.error_field in answer.get("errors", {}), f"{answer} {where()}"
+    if not expected.may_refuse_request_id:
+        assert answer.get("request_id", "absent") == (expected.echo or "absent"), (
+            f"{answer} must carry the request id {expected.echo!r} {where()}"
+        )
+
+
+async def first_list(watcher: ChangesWatcher) -> list[str]:
+    """Wait for the first list frame; return the types (codes for errors) up to it."""
+    await watcher.wait_until(
+        lambda: any(frame["type"] in ("snapshot", "changes") for frame in watcher.frames),
+        ERROR_TIMEOUT,
+        "a first list",
+    )
+    kinds = [frame.get("code", frame["type"]) for frame in watcher.frames]
+    return kinds[: next(i for i, kind in enumerate(kinds) if kind in ("snapshot", "changes")) + 1]
+
+
+async def send_v2_steps(
+    server, resume: Resume, steps: list, marker: str, previous: ChangesWatcher
+) -> tuple[V2Model, ChangesWatcher]:
+    """Connect with ``resume``, send ``steps``, check every answer; return the model and socket."""
+    query, first_frames, holds = resume_query(resume, previous)
+    done = []  # the frames sent, for failure messages
+
+    def where() -> str:
+        return f"after {done} (resume {query!r}, MARKER {marker})"
+
+    ws = await connect(server.ws_url + query, subprotocols=[V2_SUBPROTOCOL], max_size=None)
+    watcher, model = ChangesWatcher(ws, holds), V2Model(marker)
+    try:
+        assert await first_list(watcher) == first_frames, f"{watcher.frames[:3]} {where()}"
+        for step in [*steps, FLUSH]:
+            if isinstance(step, Probe):
+                done.append(step)
+                answer = await watcher.reply_to(step.sent(marker), ERROR_TIMEOUT)
+                assert answer.keys() >= {"type", "code", "message"}, f"{answer} {where()}"
+                assert (answer["type"], answer["code"]) == ("error", step.error), (
+                    f"{answer} {where()}"
+                )
+                continue
+            resolved = model.resolve(step)
+            if resolved is None:
+                continue
+            command, origin = resolved
+            expected = model.expect(command, origin)
+            done.append(command)
+            answer = await watcher.reply_to(json.dumps(command), ERROR_TIMEOUT)
+            check_v2_answer(answer, expected, where)
+            model.take(command, answer)
+            model.sent.append(resolved)
+        await watcher.wait_for(await database_list(server), ERROR_TIMEOUT)
+        await watcher.close()  # raises what went wrong with a frame since
+    except AssertionError as failure:
+        if "the socket closed" in str(failure) or watcher.closed is not None:
+            raise AssertionError(
+                f"the server closed the socket ({watcher.closed}) {where()}"
+            ) from None
+        raise
+    finally:
+        watcher.task.cancel()
+        await ws.close()
+    return model, watcher
+
+
+@dataclass
+class V2Ledger:
+    """What the v2 examples sent, for the report after the last one."""
+
+    frames: int = 0
+    commands: int = 0
+    writes: int = 0
+    resumes: Counter = field(default_factory=Counter)
+
+
+def test_hostile_v2_commands_and_resume_parameters_get_errors_and_only_valid_writes_are_made(
+    start_server,
+):
+    server = start_server("uvicorn", USERS_MAX_FRAME_LENGTH=str(MAX_FRAME_LENGTH))
+    test_prefix = f"hyp-{uuid.uuid4().hex[:4]}-"
+    ledger = V2Ledger()
+    with asyncio.Runner() as runner, httpx.Client(base_url=server.url) as http:
+        ensure_email_taken(http)
+        initial_users = users_in_database(http)
+
+        async def first_socket() -> ChangesWatcher:
+            watcher = await ChangesWatcher.open(server)
+            await watcher.first_frame()
+            await watcher.close()
+            return watcher
+
+        previous = [runner.run(first_socket())]
+
+        @settings(
+            max_examples=50,
+            deadline=None,
+            database=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+        )
+        @given(resume=resumes, steps=v2_steps)
+        def one_socket(resume, steps):
+            """The database must change exactly as the acked commands say, and no other way."""
+            marker = test_prefix + uuid.uuid4().hex[: len(MARKER) - len(test_prefix)]
+            before = users_in_database(http)
+            model, previous[0] = runner.run(
+                send_v2_steps(server, resume, steps, marker, previous[0])
+            )
+            after = users_in_database(http)
+            context = f"after {steps} (resume {resume}, MARKER: {marker})"
+            assert after[: len(before)] == before, f"existing users changed {context}"
+            own = [user for user in after if marker in user["name"]]
+            assert own == sorted(model.users.values(), key=lambda user: int(user["id"])), context
+            assert len(after) == len(before) + len(own), f"{after[len(before) :]} {context}"
+            ledger.frames += len(steps)
+            ledger.commands += len(model.sent)
+            ledger.writes += len(model.created)
+            ledger.resumes[resume.kind] += 1
+
+        one_socket()
+        final_users = users_in_database(http)
+
+    print(
+        f"v2: {ledger.frames} hostile frames, {ledger.commands} of them commands, "
+        f"{ledger.writes} users created; resumes: {dict(ledger.resumes)}"
+    )
+    assert final_users[: len(initial_users)] == initial_users
     assert_server_survived(server)
