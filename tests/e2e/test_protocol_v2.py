@@ -115,7 +115,7 @@ async def test_every_v2_frame_type_on_a_live_server_beside_unchanged_v1_clients(
         "unknown_action (not an object)": '["create"]',
     }
     for expected, frame in errors.items():
-        error = await writer.error_for(frame)
+        error = await writer.reply_to(frame)
         assert error["code"] == expected.split()[0], (expected, error)
         assert "request_id" not in error
     commands = {
@@ -135,7 +135,7 @@ async def test_every_v2_frame_type_on_a_live_server_beside_unchanged_v1_clients(
         if expected.startswith("invalid"):
             assert error["errors"].keys() == {"id" if "(id)" in expected else "name"}, error
     long_id = json.dumps({"action": "create", "name": unique_name("x"), "request_id": "x" * 65})
-    error = await writer.error_for(long_id)
+    error = await writer.reply_to(long_id)
     assert (error["code"], "request_id" in error) == ("invalid", False), error
     assert reader.frames[seen:] == []
     assert await database_list(server) == reader.held()
@@ -161,6 +161,51 @@ async def test_every_v2_frame_type_on_a_live_server_beside_unchanged_v1_clients(
         await client.close()
     for ws in (bare_v1, named_v1):
         await ws.close()
+
+
+# -- commands at the edges (each found by the fuzz in test_hostile_frames.py) -------
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("server", ["uvicorn"], indirect=True)
+@pytest.mark.parametrize("edge", ["\ud800", "\x00"], ids=["lone surrogate", "NUL"])
+async def test_a_request_id_the_database_cannot_store_gets_an_answer_not_a_dropped_socket(
+    server, edge
+):
+    """JSON carries both; SQLite cannot encode the one, PostgreSQL cannot store the other."""
+    client = await ChangesWatcher.open(server)
+    await client.first_frame()
+    name, request_id = unique_name("edge"), f"{uuid.uuid4().hex}{edge}"
+    answer = await client.answer(await client.send("create", request_id, name=name))
+    assert answer["type"] == "ack" or answer["code"] == "invalid", answer
+    written = named(await database_list(server), name)
+    assert written == ([answer["user"]] if answer["type"] == "ack" else [])
+    assert (await client.command("create", name=unique_name("after")))["type"] == "ack"
+    await client.close()
+
+
+@pytest.mark.parametrize("server", ["uvicorn"], indirect=True)
+async def test_an_action_that_is_not_text_gets_unknown_action(server):
+    client = await ChangesWatcher.open(server)
+    await client.first_frame()
+    for action in [[], {}, ["create"], {"create": 1}]:
+        frame = json.dumps({"action": action, "name": unique_name("not an action")})
+        answer = await client.reply_to(frame)
+        assert (answer["type"], answer["code"]) == ("error", "unknown_action"), (action, answer)
+    await client.close()
+
+
+@pytest.mark.parametrize("server", ["uvicorn"], indirect=True)
+async def test_a_user_named_by_a_zero_padded_id_is_acked_under_its_id(server):
+    """The ack names the user as change sets do: "7", not the "007" that was sent."""
+    client = await ChangesWatcher.open(server)
+    user = (await client.command("create", name=unique_name("padded")))["user"]
+    updated = await client.command("update", id=f"00{user['id']}", name=unique_name("padded"))
+    assert updated["user"]["id"] == user["id"]
+    deleted = await client.command("delete", id=f"00{user['id']}")
+    assert deleted["deleted"] == user["id"]
+    await client.wait_until(lambda: user["id"] not in client.users)
+    await client.close()
 
 
 # -- resume ------------------------------------------------------------------------
