@@ -34,7 +34,7 @@ from urllib.parse import parse_qs, quote, urlencode
 import httpx
 import pytest
 import websockets
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 from websockets.frames import Close, Frame, Opcode
@@ -475,7 +475,7 @@ REQUEST_ID_VALUES = {
     "fresh": st.tuples(st.text(max_size=40), st.sampled_from(REQUEST_ID_EDGES)).map("".join),
     "reuse": st.integers(0, 1000),
 }
-request_ids = st.sampled_from(["absent", "null", "fresh", "fresh", "reuse"]).flatmap(
+request_ids = st.sampled_from(["absent", "null", *["fresh"] * 3, *["reuse"] * 2]).flatmap(
     lambda kind: REQUEST_ID_VALUES[kind].map(lambda value: (kind, value))
 )
 bad_request_ids = st.one_of(
@@ -534,6 +534,29 @@ class Repeat:
 
 
 @dataclass(frozen=True)
+class Retry:
+    """Send the j-th command that got an ack for its request id again, as after a lost ack."""
+
+    j: int
+
+
+# Retries as after lost acks, a request id reused for another command, a
+# retried delete of a user now gone: always tried, beside what hypothesis draws.
+RETRIES = [
+    V2Command("create", {"name": f"{MARKER} a"}, request_id=("fresh", "")),
+    V2Command("create", {"name": f"{MARKER} b"}, request_id=("fresh", "")),
+    Retry(0),
+    V2Command("update", {"email": " "}, ("own", 0, 0), ("fresh", "")),
+    Retry(2),
+    V2Command("delete", {}, ("own", 1, 0), ("reuse", 0)),
+    V2Command("delete", {}, ("own", 1, 0), ("fresh", "")),
+    Retry(3),
+    Repeat(6),
+    V2Command("update", {"name": f"{MARKER} c"}, ("own", 1, 0), ("fresh", "")),
+]
+
+
+@dataclass(frozen=True)
 class Resume:
     """
     Resume parameters on the URL of an example's socket, and what they must get.
@@ -575,14 +598,16 @@ RESUME_VALUES = {
     .map(lambda text: quote(text, safe="=&%+;,/?:@!$'()*"))
     .filter(lambda query: not has_resume_keys(query)),
 }
-resumes = st.sampled_from(list(RESUME_VALUES)).flatmap(
+resumes = st.sampled_from([*RESUME_VALUES, "previous", "unparseable"]).flatmap(
     lambda kind: RESUME_VALUES[kind].map(lambda value: Resume(kind, value))
 )
 
 v2_steps = st.lists(
     v2_commands()
+    | v2_commands()
     | v2_commands()  # half the frames
     | st.integers(0, 1000).map(Repeat)
+    | st.integers(0, 1000).map(Retry)
     | st.one_of(
         binary_frames, huge_frames(), malformed_json(), v2_arbitrary_text, v2_unknown_actions()
     ),
@@ -788,13 +813,18 @@ class V2Model:
     sent: list = field(default_factory=list)  # (command as sent, its V2Command)
     created: list = field(default_factory=list)  # ids of the users it created, in order
     users: dict = field(default_factory=dict)  # id: the user as it must be now
-    receipts: dict = field(default_factory=dict)  # request id: ((action, target), ack)
+    # request id: ((action, target), its ack, the command and its step as sent)
+    receipts: dict = field(default_factory=dict)
     acked_ids: list = field(default_factory=list)  # request ids that got an ack, in order
+    expected: Counter = field(default_factory=Counter)  # replays, reused ids, other errors, acks
 
     def resolve(self, step) -> tuple[dict, V2Command] | None:
         """The command to send for ``step``; None for a repeat before any command."""
         if isinstance(step, Repeat):
             return self.sent[step.j % len(self.sent)] if self.sent else None
+        if isinstance(step, Retry):
+            acked = [self.receipts[rid][2] for rid in self.acked_ids]
+            return acked[step.j % len(acked)] if acked else None
         command = {"action": step.action, **step.fields}
         command = json.loads(json.dumps(command).replace(MARKER, self.marker))
         if step.target:
@@ -837,13 +867,15 @@ class V2Model:
                 if str(int(user_id)) not in self.users:
                     faults.append(("not_found", None))
         if echo in self.receipts:
-            first_key, ack = self.receipts[echo]
+            first_key, ack, _ = self.receipts[echo]
             if first_key == key:
+                self.expected["replay"] += 1
                 return Expected(ack=lambda answer: answer == ack)  # a replay, whatever else holds
             faults.append(("request_id_reused", None))
         if step.invalid_field:
             faults.append(("invalid", step.invalid_field))
         unstorable = echo is not None and not storable(echo)
+        self.expected[" or ".join(sorted({code for code, _ in faults})) or "ack"] += 1
         if not faults:
             return Expected(ack=self.ack_check(command, echo), may_refuse_request_id=unstorable)
         return Expected(
@@ -878,7 +910,7 @@ class V2Model:
 
         return check
 
-    def take(self, command: dict, answer: dict) -> None:
+    def take(self, command: dict, origin: V2Command, answer: dict) -> None:
         """Record what an ack did."""
         if answer["type"] != "ack":
             return
@@ -887,7 +919,7 @@ class V2Model:
             if rid in self.receipts:
                 return  # a replay: nothing changed
             target = command["id"] if command["action"] != "create" else ""
-            self.receipts[rid] = ((command["action"], target), answer)
+            self.receipts[rid] = ((command["action"], target), answer, (command, origin))
             self.acked_ids.append(rid)
         if "deleted" in answer:
             del self.users[str(int(command["id"]))]
@@ -978,7 +1010,7 @@ async def send_v2_steps(
             done.append(command)
             answer = await watcher.reply_to(json.dumps(command), ERROR_TIMEOUT)
             check_v2_answer(answer, expected, where)
-            model.take(command, answer)
+            model.take(command, origin, answer)
             model.sent.append(resolved)
         await watcher.wait_for(await database_list(server), ERROR_TIMEOUT)
         await watcher.close()  # raises what went wrong with a frame since
@@ -1002,6 +1034,7 @@ class V2Ledger:
     commands: int = 0
     writes: int = 0
     resumes: Counter = field(default_factory=Counter)
+    answers: Counter = field(default_factory=Counter)
 
 
 def test_hostile_v2_commands_and_resume_parameters_get_errors_and_only_valid_writes_are_made(
@@ -1029,6 +1062,10 @@ def test_hostile_v2_commands_and_resume_parameters_get_errors_and_only_valid_wri
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
         )
         @given(resume=resumes, steps=v2_steps)
+        @example(resume=Resume("previous"), steps=RETRIES)
+        @example(resume=Resume("wrong epoch", "0123456789abcdef"), steps=RETRIES[:1])
+        @example(resume=Resume("future version", 1), steps=RETRIES[:1])
+        @example(resume=Resume("unparseable", [("epoch", "%s"), ("version", "-1")]), steps=[])
         def one_socket(resume, steps):
             """The database must change exactly as the acked commands say, and no other way."""
             marker = test_prefix + uuid.uuid4().hex[: len(MARKER) - len(test_prefix)]
@@ -1046,13 +1083,15 @@ def test_hostile_v2_commands_and_resume_parameters_get_errors_and_only_valid_wri
             ledger.commands += len(model.sent)
             ledger.writes += len(model.created)
             ledger.resumes[resume.kind] += 1
+            ledger.answers += model.expected
 
         one_socket()
         final_users = users_in_database(http)
 
     print(
         f"v2: {ledger.frames} hostile frames, {ledger.commands} of them commands, "
-        f"{ledger.writes} users created; resumes: {dict(ledger.resumes)}"
+        f"{ledger.writes} users created; answers: {dict(ledger.answers)}; "
+        f"resumes: {dict(ledger.resumes)}"
     )
     assert final_users[: len(initial_users)] == initial_users
     assert_server_survived(server)
