@@ -391,8 +391,17 @@ class ChangesWatcher:
             self.task.result()
 
     async def wait_for(self, expected: list, timeout: float = 10) -> None:
-        """Wait until the list this client holds is ``expected``."""
-        await self.wait_until(lambda: self.held() == expected, timeout, f"holding {expected}")
+        """Wait until the list this client holds is ``expected``; fail with how they differ."""
+        try:
+            await self.wait_until(lambda: self.held() == expected, timeout, "the expected list")
+        except AssertionError as failure:
+            held, wanted = self.users, {user["id"]: user for user in expected}
+            changed = [held[key] for key in held.keys() & wanted.keys() if held[key] != wanted[key]]
+            raise AssertionError(
+                f"{failure}; it lacks {[wanted[key] for key in wanted.keys() - held.keys()][:5]}, "
+                f"has {[held[key] for key in held.keys() - wanted.keys()][:5]} too "
+                f"and {changed[:5]} otherwise"
+            ) from None
 
     @staticmethod
     async def all_hold(watchers: list["ChangesWatcher"], expected: list, timeout: float = 10):
@@ -424,7 +433,7 @@ class ChangesWatcher:
         """Send a raw frame; return the ack or error frame that comes next."""
         before = len(self.replies)
         await self.ws.send(frame)
-        await self.wait_until(lambda: len(self.replies) > before, timeout, f"a reply to {frame!r}")
+        await self.wait_until(lambda: len(self.replies) > before, timeout, "a reply")
         return self.replies[before]
 
     async def command(self, action: str, **fields) -> dict:
