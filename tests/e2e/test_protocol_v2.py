@@ -254,13 +254,8 @@ async def test_a_client_that_cannot_resume_gets_a_snapshot(server, server_env):
     assert await resume_answer(f"?epoch={epoch}&version={before_deletion}") == ["snapshot"]
     assert await resume_answer(f"?epoch={epoch}&version={deleted_at}") == ["changes"]
 
-    # A new epoch (a restored backup): live clients take its snapshot, old versions are void.
-    new_epoch = uuid.uuid4().hex[:16]
-    manage_shell(
-        server_env,
-        "from users.models import UserListVersion; "
-        f"UserListVersion.objects.update(epoch={new_epoch!r})",
-    )
+    # A new epoch (after a restore): live clients take its snapshot, old versions are void.
+    new_epoch = manage(server_env, "newepoch").split()[-1].rstrip(".")
     await holder.wait_until(lambda: holder.epoch == new_epoch, timeout=5, what="the new epoch")
     assert holder.frames[-1]["type"] == "snapshot"
     assert holder.held() == await database_list(server)
