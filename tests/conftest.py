@@ -67,6 +67,20 @@ async def close_worker_connections() -> None:
     await sync_to_async(connections.close_all)()
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, tmp_path_factory):
+    """Test on SQLite in a file, in WAL mode, as runserver does.
+
+    Django's default test database is a shared-cache memory database, whose
+    table locks fail at once ("database table is locked") where a file waits
+    or lets a reader run beside the writer, so tests that write on one thread
+    while the relay reads on another failed there and nowhere else.
+    """
+    database = django_settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        database["TEST"]["NAME"] = str(tmp_path_factory.mktemp("database") / "test.sqlite3")
+
+
 @pytest.fixture(autouse=True)
 def empty_channel_layer():
     """Start every test without groups or messages left by another (Redis keeps them)."""
