@@ -1,4 +1,5 @@
 import asyncio
+import contextlib
 import threading
 
 import pytest
@@ -210,3 +211,20 @@ async def test_a_cancelled_identity_check_that_redis_reports_as_a_failure_stays_
     check.cancel()
     with pytest.raises(asyncio.CancelledError):
         await check
+
+
+class RedisThatSwallowsCancellation:
+    """Answers INFO even to a cancelled caller, as redis-py's client can (redis-py#2028)."""
+
+    async def info(self, section):
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(10)
+        return {"run_id": "after-the-cancel"}
+
+
+async def test_a_relay_check_cancelled_during_a_redis_command_stops():
+    check = asyncio.create_task(relay.Relay.identity(RedisThatSwallowsCancellation()))
+    await asyncio.sleep(0.01)
+    check.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(check, 2)

@@ -116,6 +116,20 @@ async def send_to_group(epoch: str, version: int) -> None:
         await layer.group_send(GROUP, event)
 
 
+def stop_if_cancelled() -> None:
+    """
+    Raise CancelledError in a relay task that was asked to stop but runs on.
+
+    redis-py's asyncio client can swallow a cancellation that arrives during a
+    command, and return the command's result or report it as a failure
+    (redis/redis-py#2028, #2551; redis 8.1 here: 150 of 400 INFO calls cancelled
+    at once returned). A task that runs on keeps its loop from closing: tests
+    hung at their end.
+    """
+    if asyncio.current_task().cancelling():
+        raise asyncio.CancelledError
+
+
 class SingleFlight:
     """
     Run ``job`` on request: at most one run in flight and one pending.
@@ -248,10 +262,7 @@ class Relay:
             try:
                 await job()
             except Exception as exc:
-                # redis-py can report the cancellation of a blocking read as a
-                # TimeoutError; a relay whose loop is closing must stop.
-                if asyncio.current_task().cancelling():
-                    raise asyncio.CancelledError from exc
+                stop_if_cancelled()  # a cancellation that redis-py reported as a failure
                 if isinstance(exc, LAYER_ERRORS):
                     # An outage: watch() reports it once; try again soon, quietly.
                     logger.debug("The relay's %s waits for the layer: %s", job.__name__, exc)
@@ -273,6 +284,7 @@ class Relay:
             self.joined_once.set()  # sockets wait for the first attempt only
         try:
             while True:
+                stop_if_cancelled()
                 event = await self.layer.receive(self.channel)
                 self.hear(event["epoch"], event["version"])
         finally:
@@ -309,6 +321,7 @@ class Relay:
             known = await self.identity(client)
             renewed_at = forgot_at = time.monotonic()
             while True:
+                stop_if_cancelled()
                 await asyncio.sleep(CHECK_INTERVAL)
                 self.drop_stalled_sockets()
                 await self.catch_up()
@@ -378,13 +391,11 @@ class Relay:
         if client is None:
             return "in-memory"
         try:
-            return (await client.info("server"))["run_id"]
+            run_id = (await client.info("server"))["run_id"]
         except LAYER_ERRORS:
-            # redis-py can report the cancellation of a command as its failure
-            # (a loop closing at the end of a test saw the watch go on for good).
-            if asyncio.current_task().cancelling():
-                raise asyncio.CancelledError from None
-            return None
+            run_id = None
+        stop_if_cancelled()
+        return run_id
 
 
 _relay: Relay | None = None
