@@ -98,9 +98,9 @@ async def test_each_change_counts_a_change_set_a_list_a_publish_and_a_fanout(scr
     assert moved("usersite_frames_sent_total", protocol="2", kind="snapshot") == 0
     assert moved("usersite_publish_delay_seconds_count") == 3
     assert moved("usersite_fanout_duration_seconds_count") == 3
-    assert value(after, "usersite_publish_delay_seconds_bucket", le="1.0") == value(
-        after, "usersite_publish_delay_seconds_count"
-    ), "a publish took over a second"
+    # Seconds, not milliseconds: these three publishes took milliseconds. Counted
+    # over this test only: earlier tests of the process delay publishes on purpose.
+    assert moved("usersite_publish_delay_seconds_bucket", le="1.0") == 3
 
 
 async def test_a_new_v2_socket_counts_a_snapshot(scrapable, connect):
