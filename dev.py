@@ -75,8 +75,11 @@ def test(args: list[str]) -> None:
     run(PYTHON, "-m", "ruff", "format", "--check", ".")
     print("\n== The Python client library's own tests (clients/python)", flush=True)
     run(PYTHON, "-m", "pytest", "clients/python")
+    # Two workers (pytest-xdist), a module's tests on one: the end-to-end tests
+    # wait on servers and sockets half the time. `-n 0` in ARGS runs in one process.
+    pytest = [PYTHON, "-m", "pytest", "--numprocesses=2", "--dist=loadfile"]
     print("\n== Every test on the embedded defaults: SQLite, in-memory channel layer", flush=True)
-    run(PYTHON, "-m", "pytest", *args, env=environment(DATABASE_URL=None, REDIS_URL=None))
+    run(*pytest, *args, env=environment(DATABASE_URL=None, REDIS_URL=None))
     print(
         "\n== On Redis (channels-redis) and PostgreSQL: the unit tests, and the end-to-end "
         "tests whose behaviour depends on them",
@@ -86,7 +89,7 @@ def test(args: list[str]) -> None:
         REDIS_URL=os.environ.get("TEST_REDIS_URL", DEFAULT_TEST_REDIS_URL),
         DATABASE_URL=os.environ.get("TEST_DATABASE_URL", DEFAULT_TEST_DATABASE_URL),
     )
-    run(PYTHON, "-m", "pytest", "-m", "not e2e or backends", *args, env=services)
+    run(*pytest, "-m", "not e2e or backends", *args, env=services)
 
 
 def cluster(args: list[str]) -> None:

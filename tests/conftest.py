@@ -6,9 +6,10 @@ USERSITE_REQUIRE_SERVICES=1 (CI) a silent one stops the run, otherwise every
 test is skipped with the reason.
 """
 
+import importlib
 import os
 import socket
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
@@ -46,6 +47,27 @@ def pytest_configure(config):
     # PBKDF2's million rounds protect real passwords; the test accounts need
     # none, and hashing theirs was seconds of every run (Django's own advice).
     django_settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    _own_redis_database_per_worker()
+
+
+def _own_redis_database_per_worker() -> None:
+    """Under pytest-xdist (``dev.py test``), give each worker a Redis database of its own.
+
+    Every test empties the channel layer and the cache, and the end-to-end
+    servers meet in a group: workers sharing a database would empty and join
+    each other's. Worker gwN takes REDIS_URL's database + 1 + N, for the
+    settings and for the servers it starts, which inherit REDIS_URL.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    url = urlsplit(os.environ.get("REDIS_URL", ""))
+    if not worker or not url.scheme.startswith("redis"):
+        return
+    database = int(url.path.strip("/") or 0) + 1 + int(worker.removeprefix("gw"))
+    os.environ["REDIS_URL"] = urlunsplit(url._replace(path=f"/{database}"))
+    # Settings were read at startup; read them again for what depends on REDIS_URL.
+    reread = importlib.reload(importlib.import_module(os.environ["DJANGO_SETTINGS_MODULE"]))
+    for name in ("REDIS_URL", "CHANNEL_LAYERS", "CACHES"):
+        setattr(django_settings, name, getattr(reread, name))
 
 
 def pytest_collection_modifyitems(config, items):
