@@ -12,7 +12,7 @@ import socket
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from asgiref.sync import async_to_sync, sync_to_async
+from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
@@ -81,14 +81,6 @@ def pytest_collection_modifyitems(config, items):
         item.add_marker(pytest.mark.skip(reason=f"{reason}; start it or unset the variable"))
 
 
-async def close_worker_connections() -> None:
-    """Close the database connection of the thread that runs sync code for async tests.
-
-    Left open, it keeps PostgreSQL from dropping the test database at the end.
-    """
-    await sync_to_async(connections.close_all)()
-
-
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, tmp_path_factory):
     """Test on SQLite in a file, in WAL mode, as runserver does.
@@ -101,6 +93,19 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, t
     database = django_settings.DATABASES["default"]
     if database["ENGINE"] == "django.db.backends.sqlite3":
         database["TEST"]["NAME"] = str(tmp_path_factory.mktemp("database") / "test.sqlite3")
+
+
+@pytest.fixture(autouse=True)
+def no_connection_left_in_the_async_tests_thread():
+    """
+    Close the database connection that async tests' ORM calls leave open.
+
+    They run in asgiref's one thread for sync code (no async_to_sync around a
+    test), and the async ORM (``aget``, ``asave``) does not close what it
+    opened: left open, it kept PostgreSQL from dropping the test database.
+    """
+    yield
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=30)
 
 
 @pytest.fixture(autouse=True)
@@ -144,4 +149,3 @@ async def connect():
     yield open_socket
     for communicator in communicators:
         await communicator.disconnect()
-    await close_worker_connections()
