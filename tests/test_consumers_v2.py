@@ -192,6 +192,17 @@ async def test_a_request_id_reused_for_another_command_is_refused(connect_v2):
     assert await User.objects.acount() == 1
 
 
+async def test_a_request_id_reused_with_other_fields_is_refused_and_writes_nothing(connect_v2):
+    socket = await connect_v2()
+    await receive_frame(socket)
+    await socket.send_json_to({"action": "create", "name": "Ann", "request_id": "r"})
+    await receive_type(socket, "ack")
+    await socket.send_json_to({"action": "create", "name": "Bob", "request_id": "r"})
+    error = await receive_type(socket, "error")
+    assert (error["code"], error["request_id"]) == ("request_id_reused", "r")
+    assert [user.name async for user in User.objects.all()] == ["Ann"]
+
+
 BAD_COMMANDS = {
     "add user is v1's": ("__addUser__", "unknown_action"),
     "no action": ({"name": "Ann"}, "unknown_action"),

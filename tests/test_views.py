@@ -270,6 +270,14 @@ def test_a_key_reused_for_another_request_answers_422_and_writes_nothing(api):
     assert User.objects.filter(pk=ann.pk).exists()
 
 
+def test_a_key_reused_with_another_body_answers_422_and_writes_nothing(api):
+    ann = services.user_create(name="Ann")
+    first = api.patch(detail(ann), {"name": "Anna"}, format="json", HTTP_IDEMPOTENCY_KEY="r")
+    again = api.patch(detail(ann), {"name": "Annie"}, format="json", HTTP_IDEMPOTENCY_KEY="r")
+    assert (first.status_code, again.status_code) == (200, 422)
+    assert User.objects.get(pk=ann.pk).name == "Anna"
+
+
 def test_a_failed_write_leaves_its_key_free(api):
     bad = api.post("/api/v1/users", {"name": ""}, format="json", HTTP_IDEMPOTENCY_KEY="f")
     good = api.post("/api/v1/users", {"name": "Ann"}, format="json", HTTP_IDEMPOTENCY_KEY="f")

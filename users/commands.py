@@ -66,45 +66,48 @@ def check_request_id(request_id) -> str | None:
 
 
 def idempotent(
-    requester: str, request_id: str | None, action: str, target: str, perform: Callable[[], dict]
+    requester: str,
+    request_id: str | None,
+    command: dict,
+    perform: Callable[[], dict],
 ) -> tuple[dict, bool]:
     """
     Run ``perform()`` once per ``request_id`` of ``requester``: return its
     result, and whether that is the first run's, replayed.
 
-    The result (``{"user": ...}`` or ``{"deleted": ...}``) is stored with the
-    write, in one transaction: either both commit or neither.
+    ``command`` (its ``action``, ``target`` and ``fields``) must be the same
+    again for a replay; the id used for another command is refused, as
+    Stripe's idempotency keys are, so that a client's bug is not answered with
+    a success for a write that never happened. The result (``{"user": ...}``
+    or ``{"deleted": ...}``) is stored with the write, in one transaction:
+    either both commit or neither.
     """
     if request_id is None:
         return perform(), False
-    receipt = _receipt(requester, request_id, action, target)
+    receipt = _receipt(requester, request_id, command)
     if receipt is not None:
         return receipt, True
     try:
         with transaction.atomic():
             result = perform()
             CommandReceipt.objects.create(
-                requester=requester,
-                request_id=request_id,
-                action=action,
-                target=target,
-                result=result,
+                requester=requester, request_id=request_id, result=result, **command
             )
     except IntegrityError:
         # The same request on another connection committed first; its write
         # stands and this one was rolled back with the receipt.
-        receipt = _receipt(requester, request_id, action, target)
+        receipt = _receipt(requester, request_id, command)
         if receipt is None:
             raise
         return receipt, True
     return result, False
 
 
-def _receipt(requester: str, request_id: str, action: str, target: str) -> dict | None:
+def _receipt(requester: str, request_id: str, command: dict) -> dict | None:
     receipt = CommandReceipt.objects.filter(requester=requester, request_id=request_id).first()
     if receipt is None:
         return None
-    if (receipt.action, receipt.target) != (action, target):
+    if {name: getattr(receipt, name) for name in command} != command:
         raise CommandError(
             "request_id_reused", "This request_id was already used for a different command."
         )
@@ -178,7 +181,8 @@ def run(account, content: dict) -> dict:
         return delete(account, target)
 
     try:
-        result, _ = idempotent(requester_key(account), request_id, action, target, perform)
+        command = {"action": action, "target": target, "fields": data}
+        result, _ = idempotent(requester_key(account), request_id, command, perform)
         return result
     except PermissionDenied:
         raise CommandError(

@@ -175,6 +175,7 @@ class CommandReceipt(models.Model):
     request_id = models.CharField(max_length=64)
     action = models.CharField(max_length=10)
     target = models.CharField(max_length=20, blank=True)  # the user id it acted on, if given
+    fields = models.JSONField(default=dict)  # the fields it sent: a reuse with others is refused
     result = models.JSONField()  # {"user": <user>} or {"deleted": "<id>"}
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 

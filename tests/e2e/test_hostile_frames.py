@@ -680,6 +680,11 @@ def ensure_email_taken(http: httpx.Client) -> None:
         assert response.status_code == 201, response.text
 
 
+def sent_fields(command: dict) -> dict:
+    """The fields a command sent: a request id used again with others is refused."""
+    return {name: command[name] for name in ("name", "email") if name in command}
+
+
 def assert_server_survived(server) -> None:
     """The process runs on, and logged no uncaught exception."""
     assert server.process.poll() is None, "the server exited"
@@ -855,7 +860,8 @@ class V2Model:
         faults = []  # (code, the field an "invalid" names); with several, any code will do
         if rid is not None and echo is None:
             faults.append(("invalid", None))
-        key = (command["action"], "")
+        fields = sent_fields(command)
+        key = (command["action"], "", fields)
         if command["action"] != "create":
             user_id = command.get("id")
             if not (isinstance(user_id, str) and user_id.isascii() and user_id.isdigit()):
@@ -863,7 +869,7 @@ class V2Model:
             elif len(user_id) >= 19:  # no such user; a server may also call it no id
                 faults += [("invalid", None), ("not_found", None)]
             else:
-                key = (command["action"], user_id)
+                key = (command["action"], user_id, fields)
                 if str(int(user_id)) not in self.users:
                     faults.append(("not_found", None))
         if echo in self.receipts:
@@ -919,7 +925,8 @@ class V2Model:
             if rid in self.receipts:
                 return  # a replay: nothing changed
             target = command["id"] if command["action"] != "create" else ""
-            self.receipts[rid] = ((command["action"], target), answer, (command, origin))
+            key = (command["action"], target, sent_fields(command))
+            self.receipts[rid] = (key, answer, (command, origin))
             self.acked_ids.append(rid)
         if "deleted" in answer:
             del self.users[str(int(command["id"]))]
