@@ -7,7 +7,7 @@ Set up and run usersite with nothing but Python installed.
                           # defaults, then on Redis + PostgreSQL the unit tests and the
                           # end-to-end tests marked `backends`
     python3 dev.py cluster [--processes N] [--port P] [--host H]
-                          # check REDIS_URL and DATABASE_URL answer, migrate, collect static
+                          # check Redis and DATABASE_URL answer, migrate, collect static
                           # files, then N uvicorn processes on ports P..P+N-1 sharing them
 
 All create ``.venv`` and install the pinned requirements whenever they change.
@@ -98,9 +98,11 @@ def cluster(args: list[str]) -> None:
     parser.add_argument("--port", type=int, default=8001, help="first port (8001)")
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 behind a remote balancer")
     options = parser.parse_args(args)
-    if not os.environ.get("REDIS_URL") or not os.environ.get("DATABASE_URL"):
+    redis = os.environ.get("REDIS_URL") or os.environ.get("REDIS_SENTINELS")
+    if not redis or not os.environ.get("DATABASE_URL"):
         sys.exit(
-            "Several processes share one Redis and one database: set REDIS_URL and DATABASE_URL."
+            "Several processes share one Redis and one database: set REDIS_URL (or "
+            "REDIS_SENTINELS and REDIS_SENTINEL_MASTER) and DATABASE_URL."
         )
     ensure_venv("requirements.txt")
     # Fail at once, with the cause, rather than after the servers' 30-second wait.

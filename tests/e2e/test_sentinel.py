@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import redis
 from websockets.asyncio.client import connect
 from websockets.protocol import State
 
-from servers import free_port
+from servers import ROOT, free_port
 from tests.e2e.clients import ListWatcher, database_list, metric, scrape_metrics, unique_name
 
 MASTER = "usersite"
@@ -202,6 +203,19 @@ class Writer:
     def created_since(self, moment: float) -> str | None:
         """The first user whose create was sent after ``moment`` and succeeded."""
         return next((name for started, name in self.created if started > moment), None)
+
+
+def test_checkservices_reaches_the_primary_the_sentinels_name(sentinel_set, server_env):
+    check = subprocess.run(
+        [sys.executable, "manage.py", "checkservices"],
+        cwd=ROOT,
+        env={**server_env, **sentinel_set.environment()},
+        capture_output=True,
+        text=True,
+    )
+    assert (check.returncode, check.stdout.strip()) == (0, "The database and Redis answer."), (
+        check.stderr
+    )
 
 
 async def test_when_the_primary_dies_writes_succeed_and_clients_follow_the_failover(

@@ -1,16 +1,20 @@
 """``manage.py checkservices``: fail at once, with the cause, when the database or Redis is down."""
 
 import redis
+import redis.sentinel
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+
+from usersite import redis_servers
 
 CONNECT_TIMEOUT = 5  # seconds: an address that drops packets fails too, not only a refusal
 
 
 class Command(BaseCommand):
     help = (
-        "Check that the database (DATABASE_URL) and Redis (REDIS_URL) answer. Run it before "
+        "Check that the database (DATABASE_URL) and Redis (REDIS_URL, or the primary "
+        "REDIS_SENTINELS name) answer. Run it before "
         "starting servers: theirs wait for the database's pool and report only a timeout."
     )
 
@@ -55,16 +59,30 @@ def createdb_command(database: dict) -> str:
 
 
 def redis_problem() -> str | None:
-    """Ping REDIS_URL, if set, and return why that failed (None if it did not)."""
+    """
+    Ping Redis, if set: REDIS_URL, or the primary that REDIS_SENTINELS name.
+    Return why that failed (None if it did not).
+    """
     if not settings.REDIS_URL:
         return None  # the in-memory channel layer needs no server
-    client = redis.Redis.from_url(
-        settings.REDIS_URL, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=CONNECT_TIMEOUT
-    )
+    timeouts = {"socket_connect_timeout": CONNECT_TIMEOUT, "socket_timeout": CONNECT_TIMEOUT}
+    if settings.REDIS_SENTINELS:
+        variable = "REDIS_SENTINELS"
+        sentinels = redis.sentinel.Sentinel(
+            settings.REDIS_SENTINELS, sentinel_kwargs=redis_servers.SENTINEL_OPTIONS
+        )
+        client = sentinels.master_for(
+            settings.REDIS_SENTINEL_MASTER,
+            **timeouts,
+            **redis_servers.primary_options(settings.REDIS_URL),
+        )
+    else:
+        variable = "REDIS_URL"
+        client = redis.Redis.from_url(settings.REDIS_URL, **timeouts)
     try:
         client.ping()
     except redis.RedisError as exc:
-        return f"REDIS_URL: {exc}"
+        return f"{variable}: {exc}"
     finally:
         client.close()
     return None
