@@ -68,15 +68,17 @@ def check_request_id(request_id) -> str | None:
 def idempotent(
     requester: str,
     request_id: str | None,
-    command: dict,
+    action: str,
+    target: str,
+    fields: dict,
     perform: Callable[[], dict],
 ) -> tuple[dict, bool]:
     """
     Run ``perform()`` once per ``request_id`` of ``requester``: return its
     result, and whether that is the first run's, replayed.
 
-    ``command`` (its ``action``, ``target`` and ``fields``) must be the same
-    again for a replay; the id used for another command is refused, as
+    The command (``action``, ``target`` and the ``fields`` sent) must be the
+    same again for a replay; the id used for another command is refused, as
     Stripe's idempotency keys are, so that a client's bug is not answered with
     a success for a write that never happened. The result (``{"user": ...}``
     or ``{"deleted": ...}``) is stored with the write, in one transaction:
@@ -84,6 +86,7 @@ def idempotent(
     """
     if request_id is None:
         return perform(), False
+    command = (action, target, fields)
     receipt = _receipt(requester, request_id, command)
     if receipt is not None:
         return receipt, True
@@ -91,7 +94,12 @@ def idempotent(
         with transaction.atomic():
             result = perform()
             CommandReceipt.objects.create(
-                requester=requester, request_id=request_id, result=result, **command
+                requester=requester,
+                request_id=request_id,
+                action=action,
+                target=target,
+                fields=fields,
+                result=result,
             )
     except IntegrityError:
         # The same request on another connection committed first; its write
@@ -103,11 +111,11 @@ def idempotent(
     return result, False
 
 
-def _receipt(requester: str, request_id: str, command: dict) -> dict | None:
+def _receipt(requester: str, request_id: str, command: tuple) -> dict | None:
     receipt = CommandReceipt.objects.filter(requester=requester, request_id=request_id).first()
     if receipt is None:
         return None
-    if {name: getattr(receipt, name) for name in command} != command:
+    if (receipt.action, receipt.target, receipt.fields) != command:
         raise CommandError(
             "request_id_reused", "This request_id was already used for a different command."
         )
@@ -181,8 +189,7 @@ def run(account, content: dict) -> dict:
         return delete(account, target)
 
     try:
-        command = {"action": action, "target": target, "fields": data}
-        result, _ = idempotent(requester_key(account), request_id, command, perform)
+        result, _ = idempotent(requester_key(account), request_id, action, target, data, perform)
         return result
     except PermissionDenied:
         raise CommandError(

@@ -95,9 +95,8 @@ class UserViewMixin:
 
         requester = commands.requester_key(request.user)
         fields = {name: request.data[name] for name in commands.FIELDS if name in request.data}
-        command = {"action": action, "target": target, "fields": fields}
         try:
-            result, replayed = commands.idempotent(requester, key, command, perform)
+            result, replayed = commands.idempotent(requester, key, action, target, fields, perform)
         except commands.CommandError as exc:
             return Response({"detail": exc.message}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
         if not replayed:
