@@ -1,16 +1,17 @@
 import asyncio
-import contextlib
 import threading
 
 import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings as django_settings
 from django.db import connection, transaction
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tests.helpers import change_without_broadcast, receive_list, wire
 from users import relay, services, snapshots
 from users.models import User
+from usersite import redis_servers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -213,18 +214,18 @@ async def test_a_cancelled_identity_check_that_redis_reports_as_a_failure_stays_
         await check
 
 
-class RedisThatSwallowsCancellation:
-    """Answers INFO even to a cancelled caller, as redis-py's client can (redis-py#2028)."""
-
-    async def info(self, section):
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.sleep(10)
-        return {"run_id": "after-the-cancel"}
-
-
+@pytest.mark.skipif(not django_settings.REDIS_URL, reason="needs REDIS_URL: a real Redis client")
 async def test_a_relay_check_cancelled_during_a_redis_command_stops():
-    check = asyncio.create_task(relay.Relay.identity(RedisThatSwallowsCancellation()))
-    await asyncio.sleep(0.01)
-    check.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await asyncio.wait_for(check, 2)
+    # redis-py swallows a cancellation that arrives at some points of a command
+    # (redis-py#2028): about a third of these, at as many moments, before the fix.
+    for moment in range(48):
+        client = redis_servers.client()
+        check = asyncio.create_task(relay.Relay.identity(client))
+        for _ in range(moment % 8):
+            await asyncio.sleep(0)
+        check.cancel()
+        try:
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.wait_for(check, 5)
+        finally:
+            await client.aclose()
