@@ -142,3 +142,11 @@ async def test_five_hundred_sockets_connecting_at_once_share_a_few_list_reads(co
         assert len(await receive_list(socket)) == 1
     print(f"500 connects read the list {len(reads)} times")
     assert len(reads) <= 10
+
+
+def test_a_deleted_id_that_a_user_holds_again_is_only_upserted():
+    ann = services.user_create(name="Ann")  # version 1
+    services.user_delete(ann)  # 2
+    again = User.objects.create(id=ann.pk, name="Ann again")  # 3: ORM code naming the id
+    frame = changes(1)
+    assert (frame["upserted"], frame["deleted"]) == ([wire(again)], [])

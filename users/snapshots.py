@@ -113,7 +113,14 @@ class Reading:
     def changes(self, since: int) -> Frame:
         head = self.head
         upserted = [user for user in self.users if user.version > since]
-        deleted = [str(user_id) for user_id, version in self.deleted if version > since]
+        # A deleted id that a user holds again (one created with an explicit id)
+        # is in the list: an upsert only, or the client would drop it.
+        present = {user.id for user in upserted}
+        deleted = [
+            str(user_id)
+            for user_id, version in self.deleted
+            if version > since and user_id not in present
+        ]
         if self.everyone and len(upserted) + len(deleted) > len(self.users):
             return self.snapshot  # as many entries as the list itself: send the list
         frame = {
