@@ -103,3 +103,26 @@ def test_tokens_are_created_and_revoked_in_the_admin(admin_client):
     )
     assert response.status_code == 302
     assert not Token.objects.filter(key=token.key).exists()
+
+
+@pytest.mark.parametrize("page", ["change", "delete"])
+def test_a_user_deleted_while_its_admin_page_was_open_is_reported_not_saved(
+    admin_client, monkeypatch, page
+):
+    from users.admin import UserAdmin
+
+    ann = services.user_create(name="Ann")
+    get_object = UserAdmin.get_object
+
+    def load_then_lose(admin, *args, **kwargs):
+        loaded = get_object(admin, *args, **kwargs)
+        User.objects.filter(pk=loaded.pk).delete()
+        return loaded
+
+    monkeypatch.setattr(UserAdmin, "get_object", load_then_lose)
+    data = {"name": "Anna", "email": ""} if page == "change" else {"post": "yes"}
+    response = admin_client.post(f"{CHANGELIST}{ann.pk}/{page}/", data, follow=True)
+    assert response.status_code == 200
+    assert "Someone else deleted this user" in response.content.decode()
+    # The admin's transaction, the test's delete with it, rolled back: nothing else was written.
+    assert [user.name for user in User.objects.all()] == ["Ann"]

@@ -49,3 +49,21 @@ def test_the_same_request_at_the_same_moment_on_two_connections_writes_once(monk
         first, second = pool.map(lambda _: create(), range(2))
     assert first == second
     assert User.objects.count() == 1
+
+
+@pytest.mark.parametrize("action", ["update", "delete"])
+def test_a_command_on_a_user_deleted_meanwhile_answers_not_found(monkeypatch, action):
+    ann = User.objects.create(name="Ann")
+    user = commands._user
+
+    def load_then_lose(user_id):
+        loaded = user(user_id)
+        User.objects.filter(pk=loaded.pk).delete()
+        return loaded
+
+    monkeypatch.setattr(commands, "_user", load_then_lose)
+    with pytest.raises(commands.CommandError) as caught:
+        commands.run(make_account(perms=["change_user", "delete_user"]),
+                     {"action": action, "id": str(ann.pk), "name": "Anna"})  # fmt: skip
+    assert caught.value.code == "not_found"
+    assert not User.objects.exists()

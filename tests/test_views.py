@@ -282,3 +282,43 @@ def test_a_failed_write_leaves_its_key_free(api):
     bad = api.post("/api/v1/users", {"name": ""}, format="json", HTTP_IDEMPOTENCY_KEY="f")
     good = api.post("/api/v1/users", {"name": "Ann"}, format="json", HTTP_IDEMPOTENCY_KEY="f")
     assert (bad.status_code, good.status_code) == (400, 201)
+
+
+@pytest.mark.parametrize("method", ["patch", "delete"])
+def test_a_write_to_an_id_of_thousands_of_digits_answers_404(api, method):
+    response = getattr(api, method)(
+        detail("9" * 5000), {"name": "X"}, format="json", HTTP_IDEMPOTENCY_KEY="long"
+    )
+    assert response.status_code == 404
+
+
+@pytest.fixture
+def deleted_after_loading(monkeypatch):
+    """Make the detail view load its user, then have another writer delete it."""
+    from users.views import UserDetail
+
+    get_object = UserDetail.get_object
+
+    def load_then_lose(view):
+        user = get_object(view)
+        User.objects.filter(pk=user.pk).delete()
+        return user
+
+    monkeypatch.setattr(UserDetail, "get_object", load_then_lose)
+
+
+@pytest.mark.parametrize("method", ["patch", "put", "delete"])
+def test_a_write_to_a_user_deleted_meanwhile_answers_404_and_writes_nothing(
+    api, deleted_after_loading, method
+):
+    ann = services.user_create(name="Ann")
+    response = getattr(api, method)(detail(ann), {"name": "Anna"}, format="json")
+    assert response.status_code == 404, response.content
+    assert not User.objects.exists()
+
+
+def test_a_patch_that_changes_nothing_takes_no_version(api):
+    ann = services.user_create(name="Ann", email="ann@example.org")
+    response = api.patch(detail(ann), {"name": "Ann"}, format="json")
+    assert response.status_code == 200
+    assert User.objects.get(pk=ann.pk).version == ann.version

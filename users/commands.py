@@ -13,10 +13,10 @@ from collections.abc import Callable
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 
 from . import services
-from .models import TEXT_VALIDATORS, CommandReceipt, User
+from .models import TEXT_VALIDATORS, CommandReceipt, User, parse_user_id
 from .permissions import may_write
 from .serializers import UserSerializer
 
@@ -142,23 +142,26 @@ def update(account, user_id: str, data: dict) -> dict:
 def delete(account, user_id: str) -> dict:
     if not may_write(account, "delete"):
         raise PermissionDenied
-    services.user_delete(_user(user_id))
+    try:
+        services.user_delete(_user(user_id))
+    except User.DoesNotExist:
+        raise NotFound from None
     return {"deleted": user_id}
 
 
 def _user(user_id: str) -> User:
     try:
-        return User.objects.get(pk=int(user_id))
+        return User.objects.get(pk=user_id)  # as _target spelt it
     except User.DoesNotExist:
-        raise CommandError("not_found", f"There is no user {user_id}.") from None
+        raise NotFound from None
 
 
 def _target(content: dict) -> str:
     """The user id a command names, as the list spells it ("7", not "007")."""
-    user_id = content.get("id")
-    if isinstance(user_id, str) and user_id.isascii() and user_id.isdigit() and len(user_id) < 19:
-        return str(int(user_id))
-    raise CommandError("invalid", "The user was not changed.", {"id": ["Send a user's id."]})
+    user_id = parse_user_id(content.get("id"))
+    if user_id is None:
+        raise CommandError("invalid", "The user was not changed.", {"id": ["Send a user's id."]})
+    return str(user_id)
 
 
 FIELDS = ("name", "email")
@@ -197,3 +200,5 @@ def run(account, content: dict) -> dict:
         ) from None
     except ValidationError as exc:
         raise CommandError("invalid", "Nothing was changed.", exc.detail) from None
+    except NotFound:
+        raise CommandError("not_found", f"There is no user {target}.") from None

@@ -1,9 +1,9 @@
 """
 What the live list remembers of its past: deletions and acknowledged writes.
 
-A deleted user leaves a tombstone with the version of its deletion, so that a
-client resuming from an older version learns of it (users.snapshots). Both
-tombstones and command receipts (users.commands) are kept for
+A deleted user leaves a tombstone with the version of its deletion
+(``UserQuerySet.delete``), so that a client resuming from an older version
+learns of it (users.snapshots). Both tombstones and command receipts (users.commands) are kept for
 USERS_HISTORY_SECONDS, in the database, so a resume or a retry works across
 restarts of every server process and of Redis.
 """
@@ -21,13 +21,7 @@ from .models import (
     UserListVersion,
     UserTombstone,
     new_epoch,
-    next_version,
 )
-
-
-def record_deletion(sender, instance, **kwargs) -> None:
-    """Leave a tombstone for a deleted user, in the deleting transaction (post_delete)."""
-    UserTombstone.objects.create(user_id=instance.pk, version=next_version())
 
 
 def forget_expired() -> None:

@@ -4,7 +4,7 @@ import secrets
 
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.validators import ProhibitNullCharactersValidator
-from django.db import connection, models, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.db.models import Q
 from django.db.models.functions import Lower
 
@@ -12,24 +12,61 @@ from .signals import users_changed
 
 
 class UserQuerySet(models.QuerySet):
-    """Report the bulk writes that Django performs without save or delete signals."""
+    """Write through ``change_users``, the bulk writes too (Django sends them no signals)."""
 
     def update(self, **kwargs):
-        with transaction.atomic(using=self.db):
-            count = super().update(version=next_version(), **kwargs)
-            if count:
-                users_changed.send(sender=self.model)
-        return count
+        # Rows that already hold the new values would change nothing: leave them out.
+        rows = self if _any_expression(kwargs) else self.exclude(**kwargs)
+
+        def write(ids: list[int], version: int) -> int:
+            return sum(
+                models.QuerySet.update(self._base_for(chunk), version=version, **kwargs)
+                for chunk in _chunks(ids)
+            )
+
+        return change_users(rows, write) or 0
+
+    def delete(self):
+        def write(ids: list[int], version: int) -> tuple[int, dict]:
+            count = sum(models.QuerySet.delete(self._base_for(chunk))[0] for chunk in _chunks(ids))
+            UserTombstone.objects.using(self.db).bulk_create(
+                (UserTombstone(user_id=user_id, version=version) for user_id in ids),
+                batch_size=BATCH_SIZE,
+            )
+            return count, {self.model._meta.label: count}
+
+        return change_users(self, write) or (0, {})
+
+    delete.alters_data = True
+    delete.queryset_only = True
 
     def bulk_create(self, objs, *args, **kwargs):
-        with transaction.atomic(using=self.db):
-            objs, version = list(objs), next_version()
+        objs = list(objs)
+        if not objs:
+            return objs
+
+        def write(ids: list[int], version: int) -> list:
             for user in objs:
                 user.version = version
-            created = super().bulk_create(objs, *args, **kwargs)
-            if created:
-                users_changed.send(sender=self.model)
-        return created
+            return super(UserQuerySet, self).bulk_create(objs, *args, **kwargs)
+
+        return change_users(None, write, using=self.db)
+
+    def _base_for(self, ids: list[int]) -> models.QuerySet:
+        """The rows ``ids`` as a plain QuerySet, whose writes are Django's own."""
+        return models.QuerySet(self.model, using=self.db).filter(pk__in=ids)
+
+
+BATCH_SIZE = 1000  # ids per statement: below every backend's limit on query parameters
+
+
+def _chunks(ids: list[int]):
+    for start in range(0, len(ids), BATCH_SIZE):
+        yield ids[start : start + BATCH_SIZE]
+
+
+def _any_expression(values: dict) -> bool:
+    return any(hasattr(value, "resolve_expression") for value in values.values())
 
 
 def validate_encodable(value: str) -> None:
@@ -87,13 +124,25 @@ class User(models.Model):
         return self.name
 
     def save(self, *args, **kwargs):
-        # The version and the row commit together, or a reader could see the
-        # version without the row and never be sent it.
-        with transaction.atomic(using=kwargs.get("using")):
-            self.version = next_version()
+        # A user that was loaded is updated, never inserted again: Django would
+        # fall back to an INSERT if another writer had deleted it meanwhile.
+        rows = None if self._state.adding else User.objects.filter(pk=self.pk)
+
+        def write(ids: list[int], version: int) -> bool:
+            self.version = version
             if kwargs.get("update_fields") is not None:
                 kwargs["update_fields"] = {*kwargs["update_fields"], "version"}
-            super().save(*args, **kwargs)
+            super(User, self).save(*args, **kwargs)
+            return True
+
+        if not change_users(rows, write, using=kwargs.get("using")):
+            raise User.DoesNotExist(f"User {self.pk} has been deleted.")
+
+    def delete(self, using=None, keep_parents=False):
+        """Delete this user through ``UserQuerySet.delete``, which records its tombstone."""
+        count, by_model = User.objects.using(using or self._state.db).filter(pk=self.pk).delete()
+        self.pk = None
+        return count, by_model
 
     def clean_fields(self, exclude=None):
         # Trim first, so that "  " counts as blank and " a@b.org " as valid.
@@ -107,6 +156,24 @@ class User(models.Model):
             raise ValidationError(
                 {"email": "A user with this email already exists."}, code="unique"
             )
+
+
+MAX_ID = 2**63 - 1  # ids are 64-bit integers on every backend
+
+
+def parse_user_id(text) -> int | None:
+    """
+    Return the user id that ``text`` names ("7", or "007"), or None if it names none.
+
+    The one reading of ids from URLs and socket commands: digits only, and
+    never ``int()`` of thousands of them (which Python refuses past 4,300).
+    """
+    if not isinstance(text, str) or not (text.isascii() and text.isdigit()):
+        return None
+    digits = text.lstrip("0") or "0"
+    if len(digits) > len(str(MAX_ID)) or int(digits) > MAX_ID:
+        return None
+    return int(digits)
 
 
 def new_epoch() -> str:
@@ -136,10 +203,43 @@ class UserListVersion(models.Model):
 VERSION_ROW = 1  # UserListVersion's one row, created by migration 0003
 
 
-def next_version() -> int:
+def change_users(rows: models.QuerySet | None, write, *, using=None):
+    """
+    Change users in one transaction: the one way every write to users goes.
+
+    Locks are taken in one order by every writer, so that no two can deadlock:
+    1. the rows of the users it changes (``rows``; None for a create), in id
+       order, with SELECT ... FOR UPDATE;
+    2. the list's version row, last (``next_version``), just before
+       ``write(ids, version)`` writes the rows and the transaction commits.
+    The version row is every writer's lock: taken last, it is held for the
+    fewest statements, and its holder waits for nothing (the rows it writes are
+    locked already, and only a holder writes user rows), so no cycle can form.
+    Row locks in id order cannot form one either. Versions still commit in
+    order: the next is handed out only once its holder has committed.
+
+    Returns what ``write`` returns, or None when ``rows`` match nothing: then
+    nothing is written and no version is taken. ``users_changed`` tells the
+    live list, which publishes after the commit (users.relay).
+    """
+    with transaction.atomic(using=using):
+        ids = [] if rows is None else locked_ids(rows)
+        if rows is not None and not ids:
+            return None
+        result = write(ids, next_version(using))
+        users_changed.send(sender=User)
+    return result
+
+
+def locked_ids(rows: models.QuerySet) -> list[int]:
+    """Lock the rows of ``rows`` in id order and return their ids."""
+    return list(rows.select_for_update().order_by("pk").values_list("pk", flat=True))
+
+
+def next_version(using=None) -> int:
     """Count one change to users in the caller's transaction and return its version."""
     table = UserListVersion._meta.db_table
-    with connection.cursor() as cursor:
+    with connections[using or DEFAULT_DB_ALIAS].cursor() as cursor:
         # One statement: it takes the row's lock, which the writer keeps until
         # it commits, so versions commit in order.
         cursor.execute(

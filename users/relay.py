@@ -58,8 +58,8 @@ def record_change(sender, **kwargs) -> None:
     """
     Publish after the writer's transaction commits.
 
-    Connected to the User model's post_save, post_delete and users_changed;
-    the change took its version in the same transaction (users.models).
+    Connected to users_changed, which every change to users sends in the
+    transaction where it took its version (users.models.change_users).
     """
     _unpublished.changes = True
     # robust: whatever goes wrong in publishing, the committed write stands.
@@ -74,8 +74,8 @@ def publish() -> None:
     return at once. A management command or a shell has no such loop: it
     publishes from its own thread.
     """
-    # A transaction of many changes (a bulk delete sends post_delete per row)
-    # registers a publish for each: the first to run covers them all.
+    # A transaction of many changes registers a publish for each: the first
+    # to run covers them all.
     if not getattr(_unpublished, "changes", False):
         return
     _unpublished.changes = False

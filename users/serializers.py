@@ -5,6 +5,7 @@ from contextlib import contextmanager
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
+from rest_framework.exceptions import NotFound
 
 from . import services
 from .models import User
@@ -14,10 +15,13 @@ from .models import User
 def _model_errors_as_serializer_errors():
     # The model's own checks (such as the case-insensitive unique email) run
     # in the service; answer them like field errors, not as a server error.
+    # A user that another writer deleted meanwhile is not found.
     try:
         yield
     except DjangoValidationError as exc:
         raise serializers.ValidationError(serializers.as_serializer_error(exc)) from exc
+    except User.DoesNotExist as exc:
+        raise NotFound(str(exc)) from exc
 
 
 class UserSerializer(serializers.ModelSerializer):

@@ -1,23 +1,30 @@
 """
 Writes to users: the one path that REST, the socket and the admin share.
 
-Each write validates with the model's rules and saves in a transaction; the
-live list is told by the model's signals, so ORM code elsewhere reaches it too.
+Each write validates with the model's rules and saves through the model, whose
+``change_users`` takes the locks in one order and the list's next version
+(users.models); a user deleted meanwhile raises User.DoesNotExist.
 """
 
 from django.db import IntegrityError, transaction
 
 from .models import User
 
+FIELDS = ("name", "email")
 
-def user_save(user: User) -> User:
-    """Validate and save ``user``; on ValidationError nothing is written."""
+
+def user_save(user: User, **kwargs) -> User:
+    """Validate and save ``user`` (``kwargs`` go to ``save``); if invalid, write nothing."""
+    # The constraints back up what the fields and clean() check already;
+    # validating them again cost more than the insert itself.
+    user.full_clean(validate_constraints=False)
+    return _save(user, **kwargs)
+
+
+def _save(user: User, **kwargs) -> User:
     try:
         with transaction.atomic():
-            # The constraints back up what the fields and clean() check already;
-            # validating them again cost more than the insert itself.
-            user.full_clean(validate_constraints=False)
-            user.save()
+            user.save(**kwargs)
     except IntegrityError:
         # On PostgreSQL another writer can commit the same email between the
         # check and the insert; validating again reports it as a field error.
@@ -32,17 +39,34 @@ def user_create(*, name: str, email: str = "") -> User:
 
 
 def user_update(user: User, *, name: str | None = None, email: str | None = None) -> User:
-    """Change the given fields of ``user``."""
-    if name is not None:
-        user.name = name
-    if email is not None:
-        user.email = email
-    return user_save(user)
+    """
+    Change the given fields of ``user`` as the database holds it now; return
+    ``user``, which then holds what the database holds.
+
+    Fields not given keep what any other writer saved meanwhile, and a change
+    to nothing writes nothing and takes no version.
+    """
+    given = {"name": name, "email": email}
+    given = {field: value for field, value in given.items() if value is not None}
+    with transaction.atomic():
+        current = User.objects.select_for_update().get(pk=user.pk)
+        before = {field: getattr(current, field) for field in given}
+        for field, value in given.items():
+            setattr(current, field, value)
+        current.full_clean(validate_constraints=False)  # also trims: " Ann " is "Ann"
+        changed = [field for field in given if getattr(current, field) != before[field]]
+        if changed:
+            _save(current, update_fields=changed)
+    for field in User._meta.concrete_fields:
+        setattr(user, field.attname, getattr(current, field.attname))
+    return user
 
 
 def user_delete(user: User) -> None:
-    """Delete ``user``."""
-    user.delete()
+    """Delete ``user``; User.DoesNotExist if another writer has deleted it already."""
+    deleted, _ = User.objects.filter(pk=user.pk).delete()
+    if not deleted:
+        raise User.DoesNotExist(f"User {user.pk} has been deleted.")
 
 
 def generated_name() -> str:

@@ -2,6 +2,7 @@
 
 from django.dispatch import Signal
 
-# Sent by the bulk QuerySet methods that Django runs without post_save or
-# post_delete (update, bulk_create); the sender is the User model.
+# Sent in the writer's transaction by every change to users (save, delete and
+# the bulk QuerySet methods alike: users.models.change_users); the sender is
+# the User model. Django's own post_save and post_delete miss the bulk writes.
 users_changed = Signal()

@@ -19,13 +19,13 @@ from django.views.generic import TemplateView
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from rest_framework import generics, status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
 from usersite import redis_servers
 
 from . import commands, services
-from .models import User
+from .models import User, parse_user_id
 from .permissions import CanWriteUsers, may_write
 from .routing import SOCKET_PATH
 from .serializers import UserListSerializer, UserSerializer
@@ -69,6 +69,12 @@ class UserViewMixin:
     permission_classes = [CanWriteUsers]
     throttle_classes = [WriteRateThrottle]
 
+    def get_object(self):
+        """The user the URL names; 404 where it names none (users.models.parse_user_id)."""
+        if parse_user_id(self.kwargs["pk"]) is None:
+            raise NotFound
+        return super().get_object()
+
     def once(self, request, action: str, write) -> Response:
         """
         Run ``write`` once per Idempotency-Key of this requester (users.commands).
@@ -82,9 +88,13 @@ class UserViewMixin:
             commands.check_request_id(key)
         except commands.CommandError as exc:
             raise ValidationError({IDEMPOTENCY_KEY: [exc.message]}) from None
-        pk = self.kwargs.get("pk", "")
-        # As the socket names users ("7", not "007"); a write that succeeds names a real one.
-        target = str(int(pk)) if pk.isascii() and pk.isdigit() else pk
+        target = ""
+        if action != "create":
+            # As the socket names users ("7", not "007").
+            user_id = parse_user_id(self.kwargs["pk"])
+            if user_id is None:
+                raise NotFound
+            target = str(user_id)
         answers = []
 
         def perform() -> dict:
@@ -140,7 +150,10 @@ class UserDetail(UserViewMixin, generics.RetrieveUpdateDestroyAPIView):
         return self.once(request, "delete", lambda: destroy(request, *args, **kwargs))
 
     def perform_destroy(self, instance):
-        services.user_delete(instance)
+        try:
+            services.user_delete(instance)
+        except User.DoesNotExist:
+            raise NotFound from None  # another writer deleted it first
 
 
 ASYNCAPI_DOCUMENT = settings.BASE_DIR / "docs" / "asyncapi.yaml"
