@@ -126,3 +126,27 @@ def test_a_user_deleted_while_its_admin_page_was_open_is_reported_not_saved(
     assert "Someone else deleted this user" in response.content.decode()
     # The admin's transaction, the test's delete with it, rolled back: nothing else was written.
     assert [user.name for user in User.objects.all()] == ["Ann"]
+
+
+def test_an_admin_save_over_a_change_made_since_the_form_opened_is_refused_with_what_changed(
+    admin_client,
+):
+    ann = services.user_create(name="Ann")
+    page = admin_client.get(f"{CHANGELIST}{ann.pk}/change/").content.decode()
+    assert f'name="seen_version" value="{ann.version}"' in page
+    services.user_update(User.objects.get(pk=ann.pk), name="Anna")  # someone else, meanwhile
+    response = admin_client.post(
+        f"{CHANGELIST}{ann.pk}/change/",
+        {"name": "Annie", "email": "", "seen_version": ann.version},
+        follow=True,
+    )
+    text = response.content.decode()
+    assert "Someone else changed this user since you opened it" in text
+    assert "name is now “Anna”" in text
+    assert User.objects.get().name == "Anna"
+    saved = admin_client.post(
+        f"{CHANGELIST}{ann.pk}/change/",
+        {"name": "Annie", "email": "", "seen_version": User.objects.get().version},
+    )
+    assert saved.status_code == 302
+    assert User.objects.get().name == "Annie"

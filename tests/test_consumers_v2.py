@@ -65,7 +65,7 @@ async def test_a_write_is_acked_to_its_sender_and_sent_as_changes_beside_v1(conn
     await writer.send_json_to({"action": "create", "name": "Ann", "request_id": "r1"})
     ack = await receive_type(writer, "ack")
     ann = await User.objects.aget()
-    assert ack == {"type": "ack", "request_id": "r1", "user": wire(ann)}
+    assert ack == {"type": "ack", "request_id": "r1", "user": wire(ann), "version": ann.version}
     changes = await receive_type(reader, "changes")
     assert changes == {
         "type": "changes",
@@ -97,12 +97,19 @@ async def test_update_and_delete_are_acked_and_each_change_set_starts_where_the_
             held = frame["version"]
             upserted += frame["upserted"]
             deleted += frame["deleted"]
+    updated_at, deleted_at = held - 1, held  # the versions of the update and the delete
     assert acks[0] == {
         "type": "ack",
         "request_id": None,
         "user": {**wire(ann), "email": "a@example.org"},
+        "version": updated_at,
     }
-    assert acks[1] == {"type": "ack", "request_id": "d", "deleted": str(ann.pk)}
+    assert acks[1] == {
+        "type": "ack",
+        "request_id": "d",
+        "deleted": str(ann.pk),
+        "version": deleted_at,
+    }
     assert deleted == [str(ann.pk)]
     assert not await User.objects.aexists()
 
@@ -295,3 +302,22 @@ async def test_only_writes_count_against_the_rate_limit(connect_v2, settings):
         assert (await receive_frame(socket))["code"] == "unknown_action"
     await socket.send_json_to({"action": "create", "name": "Ann", "request_id": "a"})
     assert (await receive_type(socket, "ack"))["request_id"] == "a"
+
+
+async def test_anonymous_sockets_keep_their_request_ids_apart_unless_they_name_one_client(
+    connect_v2,
+):
+    """Two anonymous clients picking one id each write; one client retrying elsewhere does not."""
+    command = {"action": "create", "name": "Ann", "request_id": "1"}
+    first, second = await connect_v2(), await connect_v2()
+    client = "?client=a-client-of-its-own-0001"
+    again, retry = await connect_v2(client), await connect_v2(client)
+    acks = []
+    for socket in (first, second, again, retry):
+        await receive_frame(socket)
+        await socket.send_json_to(command)
+        acks.append(await receive_type(socket, "ack"))
+    ids = [ack["user"]["id"] for ack in acks]
+    assert ids[0] != ids[1] != ids[2], "anonymous clients got each other's answer"
+    assert ids[3] == ids[2], "a client's retry on another connection wrote again"
+    assert await User.objects.acount() == 3

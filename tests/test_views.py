@@ -5,7 +5,7 @@ from rest_framework.test import APIClient
 
 from tests.helpers import make_account, receive_list, wire
 from users import commands, services
-from users.models import User
+from users.models import User, UserListVersion
 
 pytestmark = pytest.mark.django_db
 
@@ -15,6 +15,13 @@ LIST_PATHS = ["/api/v1/users", "/api/v1/users/"]
 @pytest.fixture
 def api():
     return APIClient()
+
+
+@pytest.fixture
+def editor(api):
+    """A client logged in to an account that may add, change and delete users."""
+    api.force_authenticate(make_account(perms=["add_user", "change_user", "delete_user"]))
+    return api
 
 
 def detail(user_or_id, slash="") -> str:
@@ -228,65 +235,71 @@ def test_while_the_cache_is_down_writes_go_through_unthrottled(
     assert "Write throttle unavailable" in caplog.text
 
 
-def test_an_idempotency_key_makes_a_retried_create_answer_the_first_user(api):
-    first = api.post("/api/v1/users", {"name": "Ann"}, format="json", HTTP_IDEMPOTENCY_KEY="k1")
-    again = api.post("/api/v1/users", {"name": "Ann"}, format="json", HTTP_IDEMPOTENCY_KEY="k1")
+def test_an_idempotency_key_makes_a_retried_create_answer_the_first_user(editor):
+    first = editor.post("/api/v1/users", {"name": "Ann"}, format="json", HTTP_IDEMPOTENCY_KEY="k1")
+    again = editor.post("/api/v1/users", {"name": "Ann"}, format="json", HTTP_IDEMPOTENCY_KEY="k1")
     assert (first.status_code, again.status_code) == (201, 201)
     assert first.json() == again.json()
     assert User.objects.count() == 1
 
 
-def test_an_idempotency_key_makes_update_and_delete_answer_as_the_first_time(api):
+def test_an_idempotency_key_makes_update_and_delete_answer_as_the_first_time(editor):
     ann = services.user_create(name="Ann")
     for _ in range(2):
-        response = api.patch(detail(ann), {"name": "Anna"}, format="json", HTTP_IDEMPOTENCY_KEY="u")
+        response = editor.patch(
+            detail(ann), {"name": "Anna"}, format="json", HTTP_IDEMPOTENCY_KEY="u"
+        )
         assert (response.status_code, response.json()["name"]) == (200, "Anna")
     for _ in range(2):
-        assert api.delete(detail(ann), HTTP_IDEMPOTENCY_KEY="d").status_code == 204
+        assert editor.delete(detail(ann), HTTP_IDEMPOTENCY_KEY="d").status_code == 204
     assert not User.objects.exists()
 
 
-def test_a_key_shared_by_rest_and_the_socket_is_one_command(api):
-    response = api.post("/api/v1/users", {"name": "Ann"}, format="json", HTTP_IDEMPOTENCY_KEY="s")
+def test_a_key_shared_by_rest_and_the_socket_is_one_command(editor):
+    response = editor.post(
+        "/api/v1/users", {"name": "Ann"}, format="json", HTTP_IDEMPOTENCY_KEY="s"
+    )
     account = response.wsgi_request.user
-    ack = commands.run(account, {"action": "create", "name": "Ann", "request_id": "s"})
-    assert ack == {"user": response.json()}
+    ack = commands.run(
+        account, "test-client", {"action": "create", "name": "Ann", "request_id": "s"}
+    )
+    assert ack == {"user": response.json(), "version": int(response["Users-Version"])}
     assert User.objects.count() == 1
 
 
 @pytest.mark.parametrize(("key", "status"), [("", 400), ("k" * 65, 400)])
-def test_a_bad_idempotency_key_answers_400_and_writes_nothing(api, key, status):
-    response = api.post("/api/v1/users", {"name": "A"}, format="json", HTTP_IDEMPOTENCY_KEY=key)
+def test_a_bad_idempotency_key_answers_400_and_writes_nothing(editor, key, status):
+    response = editor.post("/api/v1/users", {"name": "A"}, format="json", HTTP_IDEMPOTENCY_KEY=key)
     assert response.status_code == status
     assert set(response.json()) == {"Idempotency-Key"}
     assert not User.objects.exists()
 
 
-def test_a_key_reused_for_another_request_answers_422_and_writes_nothing(api):
+def test_a_key_reused_for_another_request_answers_422_and_writes_nothing(editor):
     ann = services.user_create(name="Ann")
-    api.post("/api/v1/users", {"name": "Bob"}, format="json", HTTP_IDEMPOTENCY_KEY="r")
-    response = api.delete(detail(ann), HTTP_IDEMPOTENCY_KEY="r")
+    editor.post("/api/v1/users", {"name": "Bob"}, format="json", HTTP_IDEMPOTENCY_KEY="r")
+    response = editor.delete(detail(ann), HTTP_IDEMPOTENCY_KEY="r")
     assert response.status_code == 422
     assert User.objects.filter(pk=ann.pk).exists()
 
 
-def test_a_key_reused_with_another_body_answers_422_and_writes_nothing(api):
+def test_a_key_reused_with_another_body_answers_422_and_writes_nothing(editor):
     ann = services.user_create(name="Ann")
-    first = api.patch(detail(ann), {"name": "Anna"}, format="json", HTTP_IDEMPOTENCY_KEY="r")
-    again = api.patch(detail(ann), {"name": "Annie"}, format="json", HTTP_IDEMPOTENCY_KEY="r")
+    first = editor.patch(detail(ann), {"name": "Anna"}, format="json", HTTP_IDEMPOTENCY_KEY="r")
+    again = editor.patch(detail(ann), {"name": "Annie"}, format="json", HTTP_IDEMPOTENCY_KEY="r")
     assert (first.status_code, again.status_code) == (200, 422)
     assert User.objects.get(pk=ann.pk).name == "Anna"
 
 
-def test_a_failed_write_leaves_its_key_free(api):
-    bad = api.post("/api/v1/users", {"name": ""}, format="json", HTTP_IDEMPOTENCY_KEY="f")
-    good = api.post("/api/v1/users", {"name": "Ann"}, format="json", HTTP_IDEMPOTENCY_KEY="f")
+def test_a_failed_write_leaves_its_key_free(editor):
+    bad = editor.post("/api/v1/users", {"name": ""}, format="json", HTTP_IDEMPOTENCY_KEY="f")
+    good = editor.post("/api/v1/users", {"name": "Ann"}, format="json", HTTP_IDEMPOTENCY_KEY="f")
     assert (bad.status_code, good.status_code) == (400, 201)
 
 
 @pytest.mark.parametrize("method", ["patch", "delete"])
-def test_a_write_to_an_id_of_thousands_of_digits_answers_404(api, method):
-    response = getattr(api, method)(
+def test_a_write_to_an_id_of_thousands_of_digits_answers_404(editor, method):
+    response = getattr(editor, method)(
         detail("9" * 5000), {"name": "X"}, format="json", HTTP_IDEMPOTENCY_KEY="long"
     )
     assert response.status_code == 404
@@ -322,3 +335,38 @@ def test_a_patch_that_changes_nothing_takes_no_version(api):
     response = api.patch(detail(ann), {"name": "Ann"}, format="json")
     assert response.status_code == 200
     assert User.objects.get(pk=ann.pk).version == ann.version
+
+
+def test_a_user_answer_carries_its_etag_and_a_write_the_version_it_committed_at(editor):
+    created = editor.post("/api/v1/users", {"name": "Ann"}, format="json")
+    ann = User.objects.get()
+    epoch = UserListVersion.objects.get().epoch
+    assert created["ETag"] == f'"{epoch}.{ann.version}"'
+    assert created["Users-Version"] == str(ann.version)
+    assert editor.get(detail(ann))["ETag"] == created["ETag"]
+    deleted = editor.delete(detail(ann))
+    assert deleted["Users-Version"] == str(ann.version + 1)
+
+
+def test_if_match_with_the_current_etag_writes_and_with_an_older_one_answers_412(editor):
+    ann = services.user_create(name="Ann")
+    seen = editor.get(detail(ann))["ETag"]
+    renamed = editor.patch(detail(ann), {"name": "Anna"}, format="json", HTTP_IF_MATCH=seen)
+    assert renamed.status_code == 200
+    for method in ("patch", "put", "delete"):
+        response = getattr(editor, method)(
+            detail(ann), {"name": "Annie"}, format="json", HTTP_IF_MATCH=seen
+        )
+        assert response.status_code == 412, (method, response.content)
+    assert User.objects.get().name == "Anna"
+    anything = editor.patch(detail(ann), {"name": "Annie"}, format="json", HTTP_IF_MATCH="*")
+    assert anything.status_code == 200
+    current = editor.delete(detail(ann), HTTP_IF_MATCH=anything["ETag"])
+    assert current.status_code == 204
+
+
+def test_an_anonymous_idempotency_key_answers_400_and_writes_nothing(api):
+    response = api.post("/api/v1/users", {"name": "A"}, format="json", HTTP_IDEMPOTENCY_KEY="k")
+    assert response.status_code == 400
+    assert set(response.json()) == {"Idempotency-Key"}
+    assert not User.objects.exists()

@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from rest_framework.exceptions import NotFound, ValidationError
 
 from . import services
-from .models import TEXT_VALIDATORS, CommandReceipt, User, parse_user_id
+from .models import MAX_ID, TEXT_VALIDATORS, CommandReceipt, User, parse_user_id
 from .permissions import may_write
 from .serializers import UserSerializer
 
@@ -31,16 +31,19 @@ class CommandError(Exception):
         self.code, self.message, self.errors = code, message, errors
 
 
-def requester_key(account) -> str:
+def requester_key(account, anonymous_client: str | None) -> str:
     """
-    Whose request ids these are: an account, or every anonymous writer together.
+    Whose request ids these are: an account's, or one anonymous client's.
 
-    Anonymous writers write only where USERS_ANONYMOUS_WRITES lets anyone
-    write, and an answer holds nothing the public list does not: they share
-    one scope and should send random ids (the page and clients/python send
-    UUIDs).
+    Anonymous writers have no account to scope them: each socket names its
+    client (users.consumers), so that two clients picking the same id never
+    get each other's answer.
     """
-    return f"user:{account.pk}" if account.is_authenticated else "anonymous"
+    if account.is_authenticated:
+        return f"user:{account.pk}"
+    if anonymous_client is None:
+        raise ValueError("An anonymous writer's request ids need a client to scope them.")
+    return f"anonymous:{anonymous_client}"
 
 
 def is_request_id(value) -> bool:
@@ -128,25 +131,26 @@ def create(account, data: dict | None) -> dict:
         raise PermissionDenied
     serializer = UserSerializer(data={"name": services.generated_name()} if data is None else data)
     serializer.is_valid(raise_exception=True)
-    return {"user": UserSerializer(serializer.save()).data}
+    return written(serializer.save())
 
 
-def update(account, user_id: str, data: dict) -> dict:
-    if not may_write(account, "change"):
-        raise PermissionDenied
+def update(user_id: str, data: dict, if_version: int | None = None) -> dict:
     serializer = UserSerializer(_user(user_id), data=data, partial=True)
     serializer.is_valid(raise_exception=True)
-    return {"user": UserSerializer(serializer.save()).data}
+    return written(serializer.save(if_version=if_version))
 
 
-def delete(account, user_id: str) -> dict:
-    if not may_write(account, "delete"):
-        raise PermissionDenied
+def delete(user_id: str, if_version: int | None = None) -> dict:
     try:
-        services.user_delete(_user(user_id))
+        version = services.user_delete(_user(user_id), if_version=if_version)
     except User.DoesNotExist:
         raise NotFound from None
-    return {"deleted": user_id}
+    return {"deleted": user_id, "version": version}
+
+
+def written(user: User) -> dict:
+    """An ack's content for a user written: the user, and the list's version that holds it."""
+    return {"user": UserSerializer(user).data, "version": user.version}
 
 
 def _user(user_id: str) -> User:
@@ -168,9 +172,19 @@ FIELDS = ("name", "email")
 PERMISSION = {"create": "add", "update": "change", "delete": "delete"}
 
 
-def run(account, content: dict) -> dict:
+def _if_version(content: dict) -> int | None:
+    """The version of the user that an update or delete was written against, if it says."""
+    if_version = content.get("if_version")
+    if if_version is None or (type(if_version) is int and 0 <= if_version <= MAX_ID):
+        return if_version
+    errors = {"if_version": ["Send the version of the user you last saw, an integer."]}
+    raise CommandError("invalid", "The user was not changed.", errors)
+
+
+def run(account, anonymous_client: str, content: dict) -> dict:
     """
-    Run a v2 command (``create``, ``update`` or ``delete``) for ``account``.
+    Run a v2 command (``create``, ``update`` or ``delete``) for ``account``
+    (``anonymous_client`` scopes the request ids of an anonymous one).
 
     Returns the acknowledgement's content; raises CommandError with the code
     of the error frame to send instead. Runs on the database thread.
@@ -180,25 +194,33 @@ def run(account, content: dict) -> dict:
         raise CommandError(
             "unknown_action", 'Send {"action": "create" | "update" | "delete", ...}.'
         )
+    # Before any receipt is replayed: an answer is for those who may still write.
+    if not may_write(account, PERMISSION[action]):
+        raise CommandError("forbidden", f"Log in as a user allowed to {PERMISSION[action]} users.")
     request_id = check_request_id(content.get("request_id"))
     target = "" if action == "create" else _target(content)
     data = {field: content[field] for field in FIELDS if field in content}
+    if_version = None if action == "create" else _if_version(content)
+    command = data if if_version is None else {**data, "if_version": if_version}
 
     def perform() -> dict:
         if action == "create":
             return create(account, data)
         if action == "update":
-            return update(account, target, data)
-        return delete(account, target)
+            return update(target, data, if_version)
+        return delete(target, if_version)
 
+    requester = requester_key(account, anonymous_client)
     try:
-        result, _ = idempotent(requester_key(account), request_id, action, target, data, perform)
+        result, _ = idempotent(requester, request_id, action, target, command, perform)
         return result
-    except PermissionDenied:
-        raise CommandError(
-            "forbidden", f"Log in as a user allowed to {PERMISSION[action]} users."
-        ) from None
     except ValidationError as exc:
         raise CommandError("invalid", "Nothing was changed.", exc.detail) from None
     except NotFound:
         raise CommandError("not_found", f"There is no user {target}.") from None
+    except services.UserChangedError as changed:
+        raise CommandError(
+            "conflict",
+            f"User {target} changed since version {if_version} (now {changed.user.version}); "
+            "nothing was changed.",
+        ) from None

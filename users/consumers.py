@@ -10,8 +10,10 @@ USERS_SOCKET_CREATE_BURST).
 
 import asyncio
 import logging
+import re
 from contextlib import suppress
 from urllib.parse import parse_qs
+from uuid import uuid4
 
 from autobahn.exception import Disconnected
 from channels.db import database_sync_to_async
@@ -28,6 +30,7 @@ from .snapshots import Frame
 from .throttling import TokenBucket
 
 ADD_USER_COMMAND = "__addUser__"
+CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")  # a v2 client's own random name
 CREATE_ACTION = "create"
 
 # What a send to a client that has left raises: uvicorn's ClientDisconnected is
@@ -238,6 +241,7 @@ class UserChangesConsumer(LiveListConsumer):
         "Write at most {rate:g} times a second (bursts of {burst}); this one was not carried out."
     )
     holds: tuple[str | None, int | None] = (None, None)  # (epoch, version) the client holds
+    client: str | None = None  # made by the first write: idle sockets stay small
 
     async def accepted(self) -> None:
         problem = self.read_resume()
@@ -261,6 +265,18 @@ class UserChangesConsumer(LiveListConsumer):
     def handing(self, frame: Frame) -> None:
         self.holds = frame.holds
 
+    def anonymous_client(self) -> str:
+        """
+        Who this client is, for the request ids of an anonymous one: the URL's
+        ``client`` (random, so that its retries after a reconnect are known
+        again), or else this connection alone.
+        """
+        if self.client is None:
+            query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+            given = query.get("client", [""])[-1]
+            self.client = f"client:{given}" if CLIENT_ID.fullmatch(given) else f"socket:{uuid4()}"
+        return self.client
+
     async def add_user(self) -> None:
         await self.send_error("unknown_action", f"{ADD_USER_COMMAND} is protocol v1's.")
 
@@ -280,7 +296,9 @@ class UserChangesConsumer(LiveListConsumer):
         if not await self.may_write(**extra):
             return
         try:
-            result = await database_sync_to_async(commands.run)(requester(self.scope), content)
+            result = await database_sync_to_async(commands.run)(
+                requester(self.scope), self.anonymous_client(), content
+            )
         except commands.CommandError as exc:
             if exc.errors is not None:
                 extra["errors"] = exc.errors

@@ -27,18 +27,27 @@ class UserQuerySet(models.QuerySet):
         return change_users(rows, write) or 0
 
     def delete(self):
-        def write(ids: list[int], version: int) -> tuple[int, dict]:
+        count, _ = self.delete_versioned()
+        return count, ({self.model._meta.label: count} if count else {})
+
+    delete.alters_data = True
+    delete.queryset_only = True
+
+    def delete_versioned(self) -> tuple[int, int | None]:
+        """Delete these users: return how many, and the version without them (None: none)."""
+
+        def write(ids: list[int], version: int) -> tuple[int, int]:
             count = sum(models.QuerySet.delete(self._base_for(chunk))[0] for chunk in _chunks(ids))
             UserTombstone.objects.using(self.db).bulk_create(
                 (UserTombstone(user_id=user_id, version=version) for user_id in ids),
                 batch_size=BATCH_SIZE,
             )
-            return count, {self.model._meta.label: count}
+            return count, version
 
-        return change_users(self, write) or (0, {})
+        return change_users(self, write) or (0, None)
 
-    delete.alters_data = True
-    delete.queryset_only = True
+    delete_versioned.alters_data = True
+    delete_versioned.queryset_only = True
 
     def bulk_create(self, objs, *args, **kwargs):
         objs = list(objs)

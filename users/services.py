@@ -13,6 +13,14 @@ from .models import User
 FIELDS = ("name", "email")
 
 
+class UserChangedError(Exception):
+    """The user changed since the version its writer last saw; nothing was written."""
+
+    def __init__(self, user: User):
+        super().__init__(f"User {user.pk} is at version {user.version} now.")
+        self.user = user
+
+
 def user_save(user: User, **kwargs) -> User:
     """Validate and save ``user`` (``kwargs`` go to ``save``); if invalid, write nothing."""
     # The constraints back up what the fields and clean() check already;
@@ -38,18 +46,25 @@ def user_create(*, name: str, email: str = "") -> User:
     return user_save(User(name=name, email=email))
 
 
-def user_update(user: User, *, name: str | None = None, email: str | None = None) -> User:
+def user_update(
+    user: User,
+    *,
+    name: str | None = None,
+    email: str | None = None,
+    if_version: int | None = None,
+) -> User:
     """
     Change the given fields of ``user`` as the database holds it now; return
     ``user``, which then holds what the database holds.
 
     Fields not given keep what any other writer saved meanwhile, and a change
-    to nothing writes nothing and takes no version.
+    to nothing writes nothing and takes no version. With ``if_version``, only
+    if the user is still at that version (UserChangedError otherwise).
     """
     given = {"name": name, "email": email}
     given = {field: value for field, value in given.items() if value is not None}
     with transaction.atomic():
-        current = User.objects.select_for_update().get(pk=user.pk)
+        current = _locked(user, if_version)
         before = {field: getattr(current, field) for field in given}
         for field, value in given.items():
             setattr(current, field, value)
@@ -62,11 +77,28 @@ def user_update(user: User, *, name: str | None = None, email: str | None = None
     return user
 
 
-def user_delete(user: User) -> None:
-    """Delete ``user``; User.DoesNotExist if another writer has deleted it already."""
-    deleted, _ = User.objects.filter(pk=user.pk).delete()
+def user_delete(user: User, *, if_version: int | None = None) -> int:
+    """
+    Delete ``user``; return the list's version without it.
+
+    User.DoesNotExist if another writer has deleted it already; with
+    ``if_version``, UserChangedError unless the user is still at that version.
+    """
+    with transaction.atomic():
+        if if_version is not None:
+            _locked(user, if_version)
+        deleted, version = User.objects.filter(pk=user.pk).delete_versioned()
     if not deleted:
         raise User.DoesNotExist(f"User {user.pk} has been deleted.")
+    return version
+
+
+def _locked(user: User, if_version: int | None) -> User:
+    """Lock ``user``'s row and return it as committed, checking it is at ``if_version``."""
+    current = User.objects.select_for_update().get(pk=user.pk)
+    if if_version is not None and current.version != if_version:
+        raise UserChangedError(current)
+    return current
 
 
 def generated_name() -> str:

@@ -16,15 +16,20 @@ from django.db import connection
 from django.http import Http404, HttpResponse, JsonResponse
 from django.views.decorators.http import require_safe
 from django.views.generic import TemplateView
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from rest_framework import generics, status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.response import Response
 
 from usersite import redis_servers
 
-from . import commands, services
+from . import commands, services, snapshots
 from .models import User, parse_user_id
 from .permissions import CanWriteUsers, may_write
 from .routing import SOCKET_PATH
@@ -60,7 +65,54 @@ IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
         "was used for another request)."
     ),
 )
+IF_MATCH_PARAMETER = OpenApiParameter(
+    "If-Match",
+    location=OpenApiParameter.HEADER,
+    required=False,
+    description=(
+        "The user's ETag as last read: the write happens only if the user has not "
+        "changed since (412 otherwise). `*`: any version."
+    ),
+)
+ETAG_HEADER = OpenApiParameter(
+    "ETag",
+    location=OpenApiParameter.HEADER,
+    response=True,
+    description="The user's version, with the list's epoch: send it in If-Match.",
+)
+VERSION_HEADER = "Users-Version"
+VERSION_HEADER_PARAMETER = OpenApiParameter(
+    VERSION_HEADER,
+    location=OpenApiParameter.HEADER,
+    response=True,
+    description=(
+        "The list's version at which this write committed: a socket client holding "
+        "this version (or a later one) holds the write."
+    ),
+)
 REPLAYED_STATUS = {"create": status.HTTP_201_CREATED, "update": status.HTTP_200_OK}
+
+
+class PreconditionFailed(APIException):
+    status_code = status.HTTP_412_PRECONDITION_FAILED
+    default_detail = "The user changed since the version in If-Match; nothing was changed."
+    default_code = "precondition_failed"
+
+
+def etag(version: int) -> str:
+    """A user's ETag: its version, within the list's epoch (versions repeat across epochs)."""
+    epoch, _ = snapshots.current_version()
+    return f'"{epoch}.{version}"'
+
+
+def write_answer(data, version: int | None, code: int, *, user: bool = True) -> Response:
+    """The answer to a write that committed at ``version`` (None: a receipt older than that)."""
+    response = Response(data, status=code)
+    if version is not None:
+        response[VERSION_HEADER] = str(version)
+        if user:
+            response["ETag"] = etag(version)
+    return response
 
 
 class UserViewMixin:
@@ -77,34 +129,36 @@ class UserViewMixin:
 
     def once(self, request, action: str, write) -> Response:
         """
-        Run ``write`` once per Idempotency-Key of this requester (users.commands).
+        Run ``write`` once per Idempotency-Key of this account (users.commands).
 
         A retry gets the first answer again: 201 or 200 with the user, or 204.
+        Anonymous writers have no account to keep their keys apart, so they may
+        not send one.
         """
         key = request.headers.get(IDEMPOTENCY_KEY)
         if key is None:
             return write()
+        if not request.user.is_authenticated:
+            raise ValidationError({IDEMPOTENCY_KEY: [ANONYMOUS_KEY_REFUSED]})
         try:
             commands.check_request_id(key)
         except commands.CommandError as exc:
             raise ValidationError({IDEMPOTENCY_KEY: [exc.message]}) from None
-        target = ""
-        if action != "create":
-            # As the socket names users ("7", not "007").
-            user_id = parse_user_id(self.kwargs["pk"])
-            if user_id is None:
-                raise NotFound
-            target = str(user_id)
+        target = "" if action == "create" else str(parse_user_id(self.kwargs["pk"]))
         answers = []
 
         def perform() -> dict:
             answers.append(response := write())
+            version = int(response[VERSION_HEADER])
             if action == "delete":
-                return {"deleted": target}
-            return {"user": response.data}
+                return {"deleted": target, "version": version}
+            return {"user": response.data, "version": version}
 
-        requester = commands.requester_key(request.user)
+        requester = commands.requester_key(request.user, None)
         fields = {name: request.data[name] for name in commands.FIELDS if name in request.data}
+        if_match = request.headers.get("If-Match")
+        if if_match is not None:
+            fields["if_match"] = if_match
         try:
             result, replayed = commands.idempotent(requester, key, action, target, fields, perform)
         except commands.CommandError as exc:
@@ -114,13 +168,30 @@ class UserViewMixin:
         # Also when this request wrote, but the same one committed first and
         # this write was rolled back: its answer would name a user never saved.
         if action == "delete":
-            return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response(result["user"], status=REPLAYED_STATUS[action])
+            return write_answer(None, result.get("version"), status.HTTP_204_NO_CONTENT, user=False)
+        return write_answer(result["user"], result.get("version"), REPLAYED_STATUS[action])
+
+    def if_match(self, user: User) -> int | None:
+        """The version that If-Match requires ``user`` to be at (None: any); 412 if it is not."""
+        header = self.request.headers.get("If-Match")
+        if header is None or header.strip() == "*":
+            return None
+        if etag(user.version) not in {tag.strip() for tag in header.split(",")}:
+            raise PreconditionFailed
+        return user.version
+
+
+ANONYMOUS_KEY_REFUSED = (
+    "Log in or send a token to use an Idempotency-Key: anonymous writers share "
+    "no account that would keep their keys apart."
+)
 
 
 @extend_schema_view(
     get=extend_schema(responses=UserListSerializer),
-    post=extend_schema(parameters=[IDEMPOTENCY_KEY_PARAMETER]),
+    post=extend_schema(
+        parameters=[IDEMPOTENCY_KEY_PARAMETER, ETAG_HEADER, VERSION_HEADER_PARAMETER]
+    ),
 )
 class UserList(UserViewMixin, generics.ListCreateAPIView):
     """List every user, or create one."""
@@ -129,31 +200,68 @@ class UserList(UserViewMixin, generics.ListCreateAPIView):
         return Response(UserListSerializer({"users": self.get_queryset()}).data)
 
     def create(self, request, *args, **kwargs):
-        create = super().create
-        return self.once(request, "create", lambda: create(request, *args, **kwargs))
+        return self.once(request, "create", self.perform_write)
+
+    def perform_write(self) -> Response:
+        serializer = self.get_serializer(data=self.request.data)
+        serializer.is_valid(raise_exception=True)
+        user = serializer.save()
+        return write_answer(serializer.data, user.version, status.HTTP_201_CREATED)
+
+
+WRITE_PARAMETERS = [IDEMPOTENCY_KEY_PARAMETER, IF_MATCH_PARAMETER, VERSION_HEADER_PARAMETER]
+PRECONDITION_FAILED = OpenApiResponse(description="The user changed since the If-Match version.")
 
 
 @extend_schema_view(
-    put=extend_schema(parameters=[IDEMPOTENCY_KEY_PARAMETER]),
-    patch=extend_schema(parameters=[IDEMPOTENCY_KEY_PARAMETER]),
-    delete=extend_schema(parameters=[IDEMPOTENCY_KEY_PARAMETER]),
+    get=extend_schema(parameters=[ETAG_HEADER]),
+    put=extend_schema(
+        parameters=[*WRITE_PARAMETERS, ETAG_HEADER],
+        responses={200: UserSerializer, 412: PRECONDITION_FAILED},
+    ),
+    patch=extend_schema(
+        parameters=[*WRITE_PARAMETERS, ETAG_HEADER],
+        responses={200: UserSerializer, 412: PRECONDITION_FAILED},
+    ),
+    delete=extend_schema(
+        parameters=WRITE_PARAMETERS, responses={204: None, 412: PRECONDITION_FAILED}
+    ),
 )
 class UserDetail(UserViewMixin, generics.RetrieveUpdateDestroyAPIView):
     """Read, change or delete one user."""
 
+    def retrieve(self, request, *args, **kwargs):
+        user = self.get_object()
+        response = Response(self.get_serializer(user).data)
+        response["ETag"] = etag(user.version)
+        return response
+
     def update(self, request, *args, **kwargs):
-        update = super().update
-        return self.once(request, "update", lambda: update(request, *args, **kwargs))
+        partial = kwargs.pop("partial", False)
+        return self.once(request, "update", lambda: self.perform_update_of(partial))
+
+    def perform_update_of(self, partial: bool) -> Response:
+        user = self.get_object()
+        serializer = self.get_serializer(user, data=self.request.data, partial=partial)
+        serializer.is_valid(raise_exception=True)
+        try:
+            user = serializer.save(if_version=self.if_match(user))
+        except services.UserChangedError:
+            raise PreconditionFailed from None
+        return write_answer(serializer.data, user.version, status.HTTP_200_OK)
 
     def destroy(self, request, *args, **kwargs):
-        destroy = super().destroy
-        return self.once(request, "delete", lambda: destroy(request, *args, **kwargs))
+        return self.once(request, "delete", self.perform_delete)
 
-    def perform_destroy(self, instance):
+    def perform_delete(self) -> Response:
+        user = self.get_object()
         try:
-            services.user_delete(instance)
+            version = services.user_delete(user, if_version=self.if_match(user))
         except User.DoesNotExist:
             raise NotFound from None  # another writer deleted it first
+        except services.UserChangedError:
+            raise PreconditionFailed from None
+        return write_answer(None, version, status.HTTP_204_NO_CONTENT, user=False)
 
 
 ASYNCAPI_DOCUMENT = settings.BASE_DIR / "docs" / "asyncapi.yaml"

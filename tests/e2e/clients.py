@@ -354,9 +354,10 @@ class ChangesWatcher:
             self.version = frame["version"]
         elif kind == "ack":
             assert frame.keys() in (
-                {"type", "request_id", "user"},
-                {"type", "request_id", "deleted"},
-            )
+                {"type", "request_id", "user", "version"},
+                {"type", "request_id", "deleted", "version"},
+            ), brief(frame)
+            assert isinstance(frame["version"], int), brief(frame)
             self.answers.setdefault(frame["request_id"], []).append(frame)
             self.replies.append(frame)
         elif kind == "error":

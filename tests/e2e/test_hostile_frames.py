@@ -901,7 +901,8 @@ class V2Model:
             user_id = str(int(command["id"]))
             return lambda answer: answer == {
                 "type": "ack", "request_id": echo, "deleted": user_id,
-            }  # fmt: skip
+                "version": answer.get("version"),
+            } and isinstance(answer["version"], int)  # fmt: skip
         if action == "create":
             before = {"name": "", "email": ""}
         else:
@@ -916,7 +917,8 @@ class V2Model:
             expected_id = before.get("id", user.get("id"))
             return answer == {
                 "type": "ack", "request_id": echo, "user": {**after, "id": expected_id},
-            } and isinstance(expected_id, str)  # fmt: skip
+                "version": answer.get("version"),
+            } and isinstance(expected_id, str) and isinstance(answer["version"], int)  # fmt: skip
 
         return check
 

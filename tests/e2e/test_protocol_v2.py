@@ -86,7 +86,7 @@ async def test_every_v2_frame_type_on_a_live_server_beside_unchanged_v1_clients(
     request_id = await writer.send("create", name=name, email="")
     ack = await writer.answer(request_id)
     user = {"id": ack["user"]["id"], "name": name, "email": ""}
-    assert ack == {"type": "ack", "request_id": request_id, "user": user}
+    assert ack == {"type": "ack", "request_id": request_id, "user": user, "version": version + 1}
     assert await changes_seen_by_all(seen) == {
         "type": "changes", "epoch": epoch, "from": version, "version": version + 1,
         "upserted": [user], "deleted": [],
@@ -102,8 +102,10 @@ async def test_every_v2_frame_type_on_a_live_server_beside_unchanged_v1_clients(
     seen, renamed = len(reader.frames), unique_name("v2 update")
     await writer.send("update", request_id=None, id=user["id"], name=renamed)
     user = {**user, "name": renamed}
-    assert await writer.answer(None) == {"type": "ack", "request_id": None, "user": user}
-    assert (await changes_seen_by_all(seen))["upserted"] == [user]
+    answer = await writer.answer(None)
+    frame = await changes_seen_by_all(seen)
+    assert answer == {"type": "ack", "request_id": None, "user": user, "version": frame["version"]}
+    assert frame["upserted"] == [user]
 
     # every error frame that needs no special server; none of them writes
     seen, held = len(reader.frames), reader.version
@@ -142,7 +144,9 @@ async def test_every_v2_frame_type_on_a_live_server_beside_unchanged_v1_clients(
 
     # delete; then a v1 client's __addUser__ reaches v2 clients as a change set
     ack = await writer.command("delete", id=user["id"])
-    assert ack == {"type": "ack", "request_id": ack["request_id"], "deleted": user["id"]}
+    assert ack == {
+        "type": "ack", "request_id": ack["request_id"], "deleted": user["id"], "version": held + 1
+    }  # fmt: skip
     frame = await changes_seen_by_all(seen)
     assert (frame["from"], frame["version"]) == (held, held + 1)
     assert (frame["upserted"], frame["deleted"]) == ([], [user["id"]])
@@ -398,10 +402,11 @@ async def test_a_request_id_sent_twice_on_two_connections_writes_once_with_one_a
         assert (await client.answer(update_id))["user"] == {**ack["user"], "name": renamed}
     for client in (second, first):
         await client.send("delete", delete_id, id=user_id)
-    for client in (first, second):
-        assert await client.answer(delete_id) == {
-            "type": "ack", "request_id": delete_id, "deleted": user_id,
-        }  # fmt: skip
+    deletes = [await client.answer(delete_id) for client in (first, second)]
+    assert deletes[0] == deletes[1] == {
+        "type": "ack", "request_id": delete_id, "deleted": user_id,
+        "version": deletes[0]["version"],
+    }  # fmt: skip
     reused = await second.answer(await second.send("delete", request_id, id=user_id))
     assert (reused["type"], reused["code"], reused["request_id"]) == (
         "error", "request_id_reused", request_id,

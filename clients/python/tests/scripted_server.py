@@ -35,7 +35,15 @@ class Session:
 
     @property
     def query(self) -> dict[str, list[str]]:
-        return parse_qs(urlsplit(self.socket.request.path).query)
+        """The URL's parameters, but the client's name (``client``)."""
+        query = parse_qs(urlsplit(self.socket.request.path).query)
+        query.pop("client", None)
+        return query
+
+    @property
+    def client(self) -> str:
+        """The name the client gave itself for its request ids."""
+        return parse_qs(urlsplit(self.socket.request.path).query)["client"][0]
 
     async def send(self, frame: dict) -> None:
         await self.socket.send(json.dumps(frame))

@@ -65,6 +65,7 @@ async def test_after_a_dropped_connection_it_resumes_keeping_the_urls_parameters
 
     assert first.query == {"tenant": ["a"]}
     assert second.query == {"tenant": ["a"], "epoch": [EPOCH], "version": ["13"]}
+    assert first.client == second.client == live.client, "its retries are known as its own"
     assert list(resumed) == ["1", "2", "3"]
 
 

@@ -5,7 +5,7 @@
 
 // crypto.randomUUID exists in secure contexts only (HTTPS, localhost); a page
 // served over plain HTTP on another address takes 128 random bits as hex.
-function newRequestId() {
+export function newRequestId() {
   if (crypto.randomUUID) return crypto.randomUUID();
   return Array.from(crypto.getRandomValues(new Uint8Array(16)), (byte) => byte.toString(16).padStart(2, "0")).join("");
 }

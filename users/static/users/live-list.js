@@ -3,11 +3,14 @@
 // reconnect it resumes from the version it holds, so the list is not
 // downloaded again. Adds users through the socket (add-user-form.js).
 
-import { AddUserForm } from "./add-user-form.js";
+import { AddUserForm, newRequestId } from "./add-user-form.js";
 import { UserList } from "./user-list.js";
 import { VirtualList } from "./virtual-list.js";
 
 const SUBPROTOCOL = "users.v2";
+// This page's own name for the server's request-id receipts: a create resent
+// after a reconnect is then known as this page's, and another page's same id is not.
+const CLIENT = newRequestId();
 const RETRY_FIRST_MS = 500;
 const RETRY_MAX_MS = 10000;
 const STATE_TEXT = { connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…" };
@@ -99,8 +102,9 @@ function receive(event) {
 
 function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const resume = held ? `?epoch=${encodeURIComponent(held.epoch)}&version=${held.version}` : "";
-  const ws = new WebSocket(`${scheme}://${location.host}${page.dataset.socketPath}${resume}`, SUBPROTOCOL);
+  const resume = held ? `&epoch=${encodeURIComponent(held.epoch)}&version=${held.version}` : "";
+  const query = `?client=${CLIENT}${resume}`;
+  const ws = new WebSocket(`${scheme}://${location.host}${page.dataset.socketPath}${query}`, SUBPROTOCOL);
   socket = ws;
   // A socket given up on may still deliver frames, and its close comes later:
   // only the current socket's count.

@@ -14,7 +14,7 @@ from .commands import Outbox, encode_command
 from .connection import CONNECTION_LOST, open_socket
 from .errors import CommandError, OutOfSyncError
 from .feed import Feed
-from .urls import resume_url
+from .urls import resume_url, with_parameters
 from .userlist import Update, UserList, Users
 
 logger = logging.getLogger("usersite_client")
@@ -54,6 +54,10 @@ class LiveUsers:
         open_timeout: float = 10.0,
     ):
         self.url, self.token, self.open_timeout = url, token, open_timeout
+        # This client's name for the server's request-id receipts: a command
+        # resent after a reconnect is known again, and never taken for another
+        # anonymous client's.
+        self.client = uuid.uuid4().hex
         self.reconnect = reconnect or Backoff()
         self._list = UserList()
         self._feed = Feed()
@@ -140,9 +144,10 @@ class LiveUsers:
             self._end(error)
 
     def _url(self) -> str:
+        url = with_parameters(self.url, client=self.client)
         if self._starting_over or self._list.epoch is None:
-            return self.url
-        return resume_url(self.url, self._list.epoch, self._list.version)
+            return url
+        return resume_url(url, self._list.epoch, self._list.version)
 
     async def _follow(self, socket: ClientConnection) -> None:
         """Send the commands still unanswered, then apply frames until the connection ends."""
