@@ -16,6 +16,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
 from users import services
+from users.consumers import CLIENT_ID
 from users.routing import SOCKET_PATH
 
 DOCUMENT_PATH = settings.BASE_DIR / "docs" / "asyncapi.yaml"
@@ -61,7 +62,9 @@ def test_the_document_is_served_as_yaml_and_describes_both_protocols(client):
     assert set(v2["messages"]) == V2_MESSAGES
     assert "users.v1" in json.dumps(v1["bindings"])
     assert "users.v2" in json.dumps(v2["bindings"])
-    assert set(v2["bindings"]["ws"]["query"]["properties"]) == {"epoch", "version"}
+    query = v2["bindings"]["ws"]["query"]["properties"]
+    assert set(query) == {"epoch", "version", "client"}
+    assert query["client"]["pattern"] == f"^{CLIENT_ID.pattern}$"
 
 
 def test_the_document_is_served_to_reads_only(client):
@@ -117,6 +120,8 @@ async def test_the_frames_the_server_sends_match_the_document(connect, document)
     await v2.send_json_to({"action": "create", "name": "Grace", "request_id": "g"})
     frames += await receive_until(v2, "ack", "changes")
     grace = next(frame["user"] for frame in frames if frame["type"] == "ack")
+    await v2.send_json_to({"action": "update", "id": grace["id"], "name": "G", "if_version": 0})
+    frames += await receive_until(v2, "error")  # conflict: Grace is past version 0
     for command in [
         {"action": "update", "id": grace["id"], "email": "grace@example.org"},
         {"action": "delete", "id": grace["id"], "request_id": "d"},
@@ -136,6 +141,9 @@ async def test_the_frames_the_server_sends_match_the_document(connect, document)
         v1_frames.append(json.loads(await v1.receive_from(timeout=3)))
 
     assert {frame["type"] for frame in frames} == {"snapshot", "changes", "ack", "error"}
+    assert all("version" in frame for frame in frames if frame["type"] == "ack")
+    codes = {frame["code"] for frame in frames if frame["type"] == "error"}
+    assert {"conflict", "not_found", "unknown_action"} <= codes
     assert {type(frame) for frame in v1_frames} == {list, dict}
     for frame in frames:
         check_frame(document, 2, frame)
