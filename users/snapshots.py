@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from operator import attrgetter
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from .models import VERSION_ROW, User, UserListVersion, UserTombstone
 from .serializers import UserSerializer
@@ -141,16 +141,22 @@ def read(*, everyone: bool, resumes: Iterable[tuple[str | None, int | None]] = (
     the oldest of the (epoch, version) pairs in ``resumes``.
     """
     resumes = set(resumes)
+    snapshot = connection.vendor == "postgresql" and not connection.in_atomic_block
     with transaction.atomic():
-        # Writers bump the version row first and hold its lock until they
-        # commit, so holding it keeps every write out from between these reads.
-        # (PostgreSQL gives each statement its own snapshot; SQLite has no row
-        # locks but reads a whole transaction from one snapshot.)
-        head = Head(
-            *UserListVersion.objects.select_for_update()
-            .values_list("epoch", "number", "history_starts")
-            .get(pk=VERSION_ROW)
-        )
+        # The reads must see one moment of the list. A writer holds the version
+        # row's lock until it commits and the next version waits for it, so a
+        # snapshot that holds version V holds every change up to V and none
+        # after: PostgreSQL gives one to a REPEATABLE READ transaction, without
+        # making writers wait for the read (its default gives each statement a
+        # snapshot of its own); SQLite reads a whole transaction from one. Inside
+        # a caller's transaction, holding the version row's lock does instead.
+        versions = UserListVersion.objects
+        if snapshot:
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        else:
+            versions = versions.select_for_update()
+        head = Head(*versions.values_list("epoch", "number", "history_starts").get(pk=VERSION_ROW))
         resumable = [version for epoch, version in resumes if head.can_resume(epoch, version)]
         everyone = everyone or len(resumable) < len(resumes)
         since = min(resumable, default=None)
