@@ -231,7 +231,8 @@ def change_users(rows: models.QuerySet | None, write, *, using=None):
     nothing is written and no version is taken. ``users_changed`` tells the
     live list, which publishes after the commit (users.relay).
     """
-    with transaction.atomic(using=using):
+    # No savepoint of its own: a failed write fails its caller's transaction whole.
+    with transaction.atomic(using=using, savepoint=False):
         ids = [] if rows is None else locked_ids(rows)
         if rows is not None and not ids:
             return None
