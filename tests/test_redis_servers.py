@@ -46,3 +46,14 @@ def test_sentinels_without_a_primary_name_are_refused():
     result = manage("check", env={"REDIS_SENTINELS": "127.0.0.1:26379"})
     assert result.returncode != 0
     assert "REDIS_SENTINELS needs REDIS_SENTINEL_MASTER" in result.stderr
+
+
+@pytest.mark.parametrize("sentinels", [[], SENTINELS])
+def test_every_cache_object_of_a_process_shares_one_pool(sentinels):
+    """Django makes a cache object per request under ASGI: each must not connect anew."""
+    settings = redis_servers.cache("redis://127.0.0.1:1/3", sentinels, "main")
+    first, second = (
+        RedisCache(settings["LOCATION"], {"OPTIONS": settings["OPTIONS"]}) for _ in range(2)
+    )
+    pool = first._cache._get_connection_pool(write=True)  # made without connecting
+    assert second._cache._get_connection_pool(write=True) is pool

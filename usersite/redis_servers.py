@@ -9,6 +9,7 @@ connection asks the sentinels for the current primary.
 """
 
 import asyncio
+import threading
 import weakref
 
 import redis.asyncio.sentinel
@@ -50,19 +51,53 @@ def channel_layer_host(url: str, sentinels: list, master: str):
     }
 
 
+class OnePerProcess:
+    """
+    A connection pool made once per process and URL, whoever asks for it.
+
+    Django's caches are per request context, and under ASGI every request has
+    one of its own: RedisCache made a new pool for each, and so connected to
+    Redis anew (3.6 connections per REST write, measured; docs/performance.md).
+    redis-py's pools are thread-safe and start over in a forked child.
+    """
+
+    _pools: dict = {}
+    _lock = threading.Lock()
+
+    @classmethod
+    def from_url(cls, url: str, **options):
+        with cls._lock:
+            if (cls, url) not in cls._pools:
+                cls._pools[cls, url] = super().from_url(url, **options)
+            return cls._pools[cls, url]
+
+
+class SharedConnectionPool(OnePerProcess, redis.ConnectionPool):
+    """The cache's pool of a single Redis server."""
+
+
+class SharedSentinelConnectionPool(OnePerProcess, redis.sentinel.SentinelConnectionPool):
+    """The cache's pool of the primary the sentinels name, asked at each connection."""
+
+
 def cache(url: str, sentinels: list, master: str) -> dict:
     """
-    Django's own RedisCache, on the primary the sentinels name.
+    Django's own RedisCache, on one pool per process (OnePerProcess), on the
+    primary the sentinels name if any.
 
     RedisCache makes its pool with ``pool_class.from_url(LOCATION, **OPTIONS)``;
     redis-py's SentinelConnectionPool takes the database and password from the
     URL and asks the sentinels for the primary's address at each connection.
     """
-    settings = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
+    settings = {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": url,
+        "OPTIONS": {"pool_class": f"{__name__}.SharedConnectionPool"},
+    }
     if sentinels:
         manager = redis.sentinel.Sentinel(sentinels, sentinel_kwargs=SENTINEL_OPTIONS)
         settings["OPTIONS"] = {
-            "pool_class": "redis.sentinel.SentinelConnectionPool",
+            "pool_class": f"{__name__}.SharedSentinelConnectionPool",
             "service_name": master,
             "sentinel_manager": manager,
         }
