@@ -73,6 +73,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: the whole chain above then runs sync, in one thread (its docstring).
+    "usersite.middleware.one_thread_for_the_chain",
 ]
 
 # --- HTTPS -------------------------------------------------------------------
