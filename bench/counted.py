@@ -72,9 +72,9 @@ LiveListConsumer.offer = counted("offers", LiveListConsumer.offer)
 publish_now = relay.publish_now
 
 
-async def counted_publish_now():
+async def counted_publish_now(epoch, version):
     COUNTS["publishes"] += 1
-    await publish_now()
+    await publish_now(epoch, version)
 
 
 relay.publish_now = counted_publish_now

@@ -45,7 +45,7 @@ def change_without_broadcast(name: str) -> User:
         cursor.execute(
             "INSERT INTO users_user (name, email, created_at, updated_at, version) "
             "VALUES (%s, '', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, %s)",
-            [name, next_version()],
+            [name, next_version()[1]],
         )
     user = User.objects.get(name=name)
     connection.close()  # the caller's thread may be a throwaway one

@@ -236,8 +236,9 @@ def change_users(rows: models.QuerySet | None, write, *, using=None):
         ids = [] if rows is None else locked_ids(rows)
         if rows is not None and not ids:
             return None
-        result = write(ids, next_version(using))
-        users_changed.send(sender=User)
+        epoch, version = next_version(using)
+        result = write(ids, version)
+        users_changed.send(sender=User, epoch=epoch, version=version)
     return result
 
 
@@ -246,20 +247,21 @@ def locked_ids(rows: models.QuerySet) -> list[int]:
     return list(rows.select_for_update().order_by("pk").values_list("pk", flat=True))
 
 
-def next_version(using=None) -> int:
-    """Count one change to users in the caller's transaction and return its version."""
+def next_version(using=None) -> tuple[str, int]:
+    """Count one change to users in the caller's transaction; return its epoch and version."""
     table = UserListVersion._meta.db_table
     with connections[using or DEFAULT_DB_ALIAS].cursor() as cursor:
         # One statement: it takes the row's lock, which the writer keeps until
         # it commits, so versions commit in order.
         cursor.execute(
-            f"UPDATE {table} SET number = number + 1 WHERE id = %s RETURNING number",
+            f"UPDATE {table} SET number = number + 1 WHERE id = %s RETURNING epoch, number",
             [VERSION_ROW],
         )
         row = cursor.fetchone()
     if row is None:
         raise ImproperlyConfigured("The users list has no version row: run `manage.py migrate`.")
-    return row[0]
+    epoch, number = row
+    return epoch, number
 
 
 class UserTombstone(models.Model):

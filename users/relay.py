@@ -19,8 +19,8 @@ expiry, and checks once a second that no committed version went unheard.
 
 import asyncio
 import contextvars
+import functools
 import logging
-import threading
 import time
 import weakref
 from contextlib import suppress
@@ -50,51 +50,41 @@ FAILURE_RETRY_FIRST, FAILURE_RETRY_MAX = 0.1, 10.0  # backoff after any other fa
 
 logger = logging.getLogger(__name__)
 
-# Per writer thread: whether it made changes that no publish has covered yet.
-_unpublished = threading.local()
 
-
-def record_change(sender, **kwargs) -> None:
+def record_change(sender, *, epoch: str, version: int, **kwargs) -> None:
     """
-    Publish after the writer's transaction commits.
+    Announce ``version`` of ``epoch`` after the writer's transaction commits.
 
     Connected to users_changed, which every change to users sends in the
     transaction where it took its version (users.models.change_users).
     """
-    _unpublished.changes = True
     # robust: whatever goes wrong in publishing, the committed write stands.
-    transaction.on_commit(publish, robust=True)
+    transaction.on_commit(functools.partial(publish, epoch, version), robust=True)
 
 
-def publish() -> None:
+def publish(epoch: str, version: int) -> None:
     """
-    Announce the list's version, after a commit.
+    Announce a committed version.
 
-    In a server process whose sockets started a relay, ask its publisher and
-    return at once. A management command or a shell has no such loop: it
+    In a server process whose sockets started a relay, hand it to the relay
+    and return at once. A management command or a shell has no such loop: it
     publishes from its own thread.
     """
-    # A transaction of many changes registers a publish for each: the first
-    # to run covers them all.
-    if not getattr(_unpublished, "changes", False):
-        return
-    _unpublished.changes = False
     metrics.publish_clock.committed()
     current = _relay
     if current is not None and current.loop.is_running():
-        current.publisher.request_threadsafe()
+        current.announce_threadsafe(epoch, version)
     else:
-        async_to_sync(publish_now)()
+        async_to_sync(publish_now)(epoch, version)
 
 
 acurrent_version = database_sync_to_async(snapshots.current_version)
 
 
-async def publish_now() -> None:
-    """Send the committed version to the group; log a failure."""
+async def publish_now(epoch: str, version: int) -> None:
+    """Send a committed version to the group; log a failure."""
     committed_at = metrics.publish_clock.take()
     try:
-        epoch, version = await acurrent_version()
         await send_to_group(epoch, version)
     except Exception:
         # The relays' catch-up finds the version once the cause is gone.
@@ -145,12 +135,6 @@ class SingleFlight:
         self.pending = False
         self.running: asyncio.Task | None = None
 
-    def request_threadsafe(self) -> None:
-        """Ask for a run from another thread (a writer's), without waiting for it."""
-        # A context of its own: the writer's holds its request's executor,
-        # which Django shuts when the response is sent.
-        self.loop.call_soon_threadsafe(self.request, context=contextvars.Context())
-
     def request(self) -> None:
         self.pending = True
         if self.running is None:
@@ -170,7 +154,8 @@ class Relay:
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self.loop = loop
-        self.publisher = SingleFlight(loop, publish_now)
+        self.publisher = SingleFlight(loop, self.publish_announced)
+        self.announced: tuple[str, int] | None = None  # the newest version to publish
         self.refresher = SingleFlight(loop, self.refresh)
         self.sockets = weakref.WeakSet()
         self.layer = get_channel_layer()
@@ -200,6 +185,23 @@ class Relay:
     def discard(self, socket) -> None:
         """Stop sending to ``socket``."""
         self.sockets.discard(socket)
+
+    def announce_threadsafe(self, epoch: str, version: int) -> None:
+        """Announce a version committed by a writer of this process, from its thread."""
+        # A context of its own: the writer's holds its request's executor,
+        # which Django shuts when the response is sent.
+        self.loop.call_soon_threadsafe(self.announce, epoch, version, context=contextvars.Context())
+
+    def announce(self, epoch: str, version: int) -> None:
+        """Publish a committed version to the group; this process's sockets hear it at once."""
+        held = self.announced
+        if held is None or held[0] != epoch or held[1] < version:
+            self.announced = (epoch, version)
+        self.publisher.request()
+        self.hear(epoch, version)
+
+    async def publish_announced(self) -> None:
+        await publish_now(*self.announced)
 
     def hear(self, epoch: str, version: int) -> None:
         """Learn that ``version`` of ``epoch`` is committed; bring the sockets there if new."""
