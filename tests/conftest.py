@@ -141,7 +141,8 @@ async def connect():
         communicator = WebsocketCommunicator(
             application, path, headers=list(headers), subprotocols=subprotocols
         )
-        connected, _ = await communicator.connect()
+        # Longer than channels' one second: hundreds of sockets may connect at once.
+        connected, _ = await communicator.connect(timeout=5)
         assert connected, "the socket was refused"
         communicators.append(communicator)
         return communicator
