@@ -61,8 +61,14 @@ Scenarios (--scenario, comma-separated; all by default), each measurement
             --ceiling-processes server processes (4), as rest.
   bulkdelete  prefill --bulk-users (100,000; bulk_create in manage.py shell),
             connect a protocol v1 client to one server process, time
-            User.objects.all().delete() in manage.py shell (and count its SQL
-            statements), and check that the v1 client ends on the empty list.
+            User.objects.all().delete() in manage.py shell: delete() itself
+            (delete_s) and its commit with the on_commit callbacks (commit_s),
+            its SQL statements, the shell's and the database backend's CPU;
+            then when the v1 client got its next list (from delete()
+            returning), and that it ends on the empty list, as REST does.
+            --bulk-probe S sends a REST create S seconds after the shell
+            starts (then deletes it): how long a write waits for the delete.
+            The delete is the one unbounded measurement (--bulk-timeout).
 screen, ceiling and bulkdelete run on postgres only.
 
 --count runs the project as bench/counted.py and adds SQL statements, list
@@ -119,21 +125,40 @@ User.objects.bulk_create(
 )
 """
 
-# Runs in manage.py shell: the bulk delete, timed, with its SQL statements
-# counted; then when it ended (time.monotonic is the machine's clock, the
-# same in every process).
+# Runs in manage.py shell: the bulk delete in a transaction of its own (as
+# QuerySet.delete makes one), its SQL statements counted, the shell's and the
+# database server's CPU seconds (PostgreSQL: this connection's backend
+# process), and when it started, when delete() returned (before the commit)
+# and when the commit and its on_commit callbacks were done (time.monotonic is
+# the machine's clock, the same in every process).
 BULK_DELETE = """
-import time
-from django.db import connection
+import resource, time
+import psutil
+from django.db import connection, transaction
 from users.models import User
 statements = [0]
 def count(execute, sql, params, many, context):
     statements[0] += 1
     return execute(sql, params, many, context)
-started = time.perf_counter()
-with connection.execute_wrapper(count):
+def cpu():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+connection.ensure_connection()
+backend = None
+if connection.vendor == "postgresql":
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = psutil.Process(cursor.fetchone()[0])
+def database_cpu():
+    return sum(backend.cpu_times()[:2]) if backend else float("nan")
+shell_cpu, database_cpu_before = cpu(), database_cpu()
+started = time.monotonic()
+with connection.execute_wrapper(count), transaction.atomic():
     deleted, _ = User.objects.all().delete()
-print(deleted, time.perf_counter() - started, statements[0], time.monotonic())
+    deleted_at = time.monotonic()
+committed_at = time.monotonic()
+print(deleted, statements[0], started, deleted_at, committed_at,
+      cpu() - shell_cpu, database_cpu() - database_cpu_before)
 """
 
 # How users.snapshots.dump encodes protocol v2's list frames: a writer skips
@@ -200,11 +225,11 @@ class Database:
         self.manage("shell", "-v0", "-c", seed.format(users=users))
         self.seed_seconds = time.perf_counter() - started
 
-    def manage(self, *command: str) -> str:
+    def manage(self, *command: str, timeout: float | None = None) -> str:
         """Run a manage.py command on this database; return what it printed."""
         return subprocess.run(
             [sys.executable, "manage.py", *command],
-            cwd=ROOT, env=self.env, check=True, capture_output=True, text=True,
+            cwd=ROOT, env=self.env, check=True, capture_output=True, text=True, timeout=timeout,
         ).stdout  # fmt: skip
 
 
@@ -637,8 +662,8 @@ async def bulk_delete(args) -> dict:
     with ExitStack() as stack:
         database = Database(stack, args, "postgres", "project", "bulkdelete", args.bulk_users)
         servers = stack.enter_context(Servers(database, 1))
-        frames = []  # (when, length, the empty list?) of every list after the first
-
+        url = servers.urls[0]
+        frames = []  # (when, the empty list?) of every list after the first
         async with connect(servers.ws_urls[0], max_size=None, open_timeout=120) as ws:
             first = await asyncio.wait_for(ws.recv(), 120)
             held_before = len(json.loads(first))
@@ -646,40 +671,67 @@ async def bulk_delete(args) -> dict:
 
             async def read() -> None:
                 async for frame in ws:
-                    frames.append((time.monotonic(), len(frame), frame == "[]"))
+                    frames.append((time.monotonic(), frame == "[]"))
 
             reader = asyncio.create_task(read())
             cpu = servers.cpu_seconds()
-            started = time.monotonic()
-            printed = await asyncio.to_thread(database.manage, "shell", "-v0", "-c", BULK_DELETE)
-            shell_seconds = time.monotonic() - started
-            deleted, seconds, statements, ended = printed.split()[-4:]
-            deadline = time.monotonic() + args.bulk_timeout
-            while not any(empty for _, _, empty in frames) and time.monotonic() < deadline:
+            probe = asyncio.create_task(bulk_probe(args, url)) if args.bulk_probe else None
+            printed = await asyncio.to_thread(
+                database.manage, "shell", "-v0", "-c", BULK_DELETE, timeout=args.bulk_timeout
+            )
+            fields = printed.split()[-7:]
+            deleted, statements = int(fields[0]), int(fields[1])
+            started, deleted_at, committed_at, shell_cpu, database_cpu = map(float, fields[2:])
+            probed = await probe if probe else None
+            deadline = time.monotonic() + 60
+            while not (frames and frames[-1][1]) and time.monotonic() < deadline:
                 await asyncio.sleep(0.01)
             await asyncio.sleep(1.0)  # anything after the empty list would show now
             cpu = servers.cpu_seconds() - cpu
             reader.cancel()
         async with httpx.AsyncClient(timeout=60) as http:
-            left = (await http.get(f"{servers.urls[0]}/api/v1/users")).json()["users"]
-    empty_at = next((when for when, _, empty in frames if empty), None)
+            left = (await http.get(f"{url}/api/v1/users")).json()["users"]
+    after_commit = [when for when, _ in frames if when >= deleted_at]
     result = {
         "scenario": "bulkdelete",
         "users": args.bulk_users,
         "seed_s": database.seed_seconds,
         "v1_client_held": held_before,
-        "deleted": int(deleted),
-        "delete_s": float(seconds),
-        "statements": int(statements),
-        "shell_s": shell_seconds,
-        "v1_empty_after_delete_ms": 1000 * (empty_at - float(ended)) if empty_at else float("nan"),
-        "v1_frames_after": len(frames),
-        "v1_ends_empty": bool(frames) and frames[-1][2],
-        "rest_users_left": len(left),
+        "deleted": deleted,
+        "statements": statements,
+        "delete_s": deleted_at - started,
+        "commit_s": committed_at - deleted_at,
+        "shell_cpu_s": shell_cpu,
+        "database_cpu_s": database_cpu,
         "server_cpu_s": cpu,
+        "v1_list_after_delete_ms": (
+            1000 * (after_commit[0] - deleted_at) if after_commit else float("nan")
+        ),
+        "v1_lists_after": len(frames),
+        "v1_ends_empty": bool(frames) and frames[-1][1],
+        "rest_users_left": len(left),
     }
+    if probed:
+        sent, answered = probed
+        result["probe_sent_after_start_s"] = sent - started
+        result["probe_answered_after_commit_ms"] = 1000 * (answered - deleted_at)
     print(" ".join(format_pair(k, v) for k, v in result.items()), flush=True)
     return result
+
+
+async def bulk_probe(args, url: str) -> tuple[float, float]:
+    """
+    A REST create sent --bulk-probe seconds after the shell starts, during the
+    delete, and deleted again once answered: return when it was sent and answered.
+    """
+    await asyncio.sleep(args.bulk_probe)
+    async with httpx.AsyncClient(base_url=url, timeout=args.bulk_timeout) as http:
+        sent = time.monotonic()
+        response = await http.post("/api/v1/users", json={"name": "Probe"})
+        answered = time.monotonic()
+        response.raise_for_status()
+        (await http.delete(f"/api/v1/users/{response.json()['id']}")).raise_for_status()
+    return sent, answered
 
 
 # --- The run -------------------------------------------------------------------
@@ -838,8 +890,15 @@ def main() -> None:
     parser.add_argument(
         "--bulk-timeout",
         type=float,
-        default=300.0,
-        help="bulkdelete: seconds to wait for the empty list (300)",
+        default=1800.0,
+        help="bulkdelete: seconds the delete may take before it is killed (1800)",
+    )
+    parser.add_argument(
+        "--bulk-probe",
+        type=float,
+        metavar="SECONDS",
+        help="bulkdelete: send a REST create this long after the delete's shell starts "
+        "(and delete it once answered): how long a write waits for the delete",
     )
     parser.add_argument(
         "--count",
