@@ -35,7 +35,7 @@ from redis.exceptions import RedisError
 
 from usersite import redis_servers
 
-from . import history, metrics, snapshots
+from . import metrics, snapshots
 
 GROUP = "users"
 CHANGED_EVENT = "users.changed"
@@ -44,7 +44,6 @@ CHANGED_EVENT = "users.changed"
 LAYER_ERRORS = (RedisError, OSError)
 
 CHECK_INTERVAL = 1.0  # seconds between the relay's checks: the delay of a catch-up
-FORGET_INTERVAL = 60.0  # seconds between sweeps of the expired history
 OUTAGE_RETRY_INTERVAL = 0.1  # seconds between attempts to reach a layer that is down
 FAILURE_RETRY_FIRST, FAILURE_RETRY_MAX = 0.1, 10.0  # backoff after any other failure
 
@@ -314,22 +313,18 @@ class Relay:
     async def watch(self) -> None:
         """
         Every CHECK_INTERVAL: drop stalled sockets, catch up, rejoin a layer that
-        restarted, renew the membership; every FORGET_INTERVAL, forget the
-        expired history.
+        restarted, renew the membership.
         """
         await self.joined_once.wait()  # listen() has made the channel to rejoin with
         client = redis_servers.client() if settings.REDIS_URL else None
         try:
             known = await self.identity(client)
-            renewed_at = forgot_at = time.monotonic()
+            renewed_at = time.monotonic()
             while True:
                 stop_if_cancelled()
                 await asyncio.sleep(CHECK_INTERVAL)
                 self.drop_stalled_sockets()
                 await self.catch_up()
-                if time.monotonic() - forgot_at > FORGET_INTERVAL:
-                    await database_sync_to_async(history.forget_expired)()
-                    forgot_at = time.monotonic()
                 identity = await self.identity(client)
                 if identity is None:
                     if known is not None:
@@ -403,23 +398,16 @@ class Relay:
 _relay: Relay | None = None
 
 
-async def lifespan(scope, receive, send) -> None:
+async def shutdown() -> None:
     """
-    ASGI lifespan: at shutdown, leave the group.
+    Leave the group, at the server's shutdown (the ASGI lifespan's, users.housekeeping).
 
     uvicorn ends on SIGTERM by raising the signal again once it has served, so
     no task of the loop runs after that. A member left behind is sent every
     change until the group expiry (a day by default).
     """
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            if _relay is not None and _relay.channel is not None:
-                await _relay.leave()
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+    if _relay is not None and _relay.channel is not None:
+        await _relay.leave()
 
 
 def relay() -> Relay:
