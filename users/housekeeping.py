@@ -1,5 +1,6 @@
 """
-The cluster's duties that are no socket's: forgetting the expired history.
+The cluster's duties that are no socket's: forgetting the expired history, and
+noticing at startup a database restored while no process ran (users.restores).
 
 Every server process runs a housekeeper, a task of its event loop started at
 the ASGI lifespan's startup (``lifespan``), so a process that only serves REST,
@@ -27,12 +28,16 @@ import os
 from contextlib import suppress
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 from django.core.cache import cache
 from django.db import DatabaseError
 
-from . import history, relay
+from usersite import redis_servers
+
+from . import history, relay, restores
 
 FORGET_INTERVAL = 60.0  # seconds between the cluster's sweeps of the expired history
+STARTUP_CHECK_TIMEOUT = 5.0  # seconds a server's startup waits, at most, for the restore check
 CLAIM_KEY = "users:history:sweep-claimed"
 
 logger = logging.getLogger(__name__)
@@ -100,6 +105,25 @@ class Housekeeper:
             if forgotten is not None and any(forgotten):
                 logger.info("Forgot %s tombstones and %s command receipts", *forgotten)
 
+    @staticmethod
+    async def check_for_restore() -> None:
+        """
+        With Redis: start a new epoch if the database went back from a version
+        recorded there. At startup, before the server serves anything, so that
+        no write can carry the database back to that version first.
+        """
+        if not settings.REDIS_URL:
+            return
+        client = redis_servers.client()
+        try:
+            async with asyncio.timeout(STARTUP_CHECK_TIMEOUT):
+                await restores.check_with_redis(client)
+        except Exception as exc:
+            # The relays check again at their first join and every second.
+            logger.warning("Could not check the database for a restore at startup: %r", exc)
+        finally:
+            await client.aclose()
+
 
 _housekeeper: Housekeeper | None = None
 
@@ -118,6 +142,7 @@ async def lifespan(scope, receive, send) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            await Housekeeper.check_for_restore()
             housekeeper().start()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
