@@ -1,13 +1,16 @@
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from io import StringIO
 
 import pytest
 from channels.db import database_sync_to_async
 from django.core.management import call_command
+from django.db import connection, transaction
 
 from tests.helpers import wire
 from users import history, services, snapshots
-from users.models import UserListVersion, UserTombstone
+from users.models import CommandReceipt, UserListVersion, UserTombstone
 
 pytestmark = pytest.mark.django_db
 
@@ -25,6 +28,72 @@ def test_forgetting_keeps_what_is_younger_than_the_history(settings):
     history.forget_expired()
     assert UserTombstone.objects.count() == 1
     assert UserListVersion.objects.get().history_starts == 0
+
+
+def test_forgetting_forgets_what_is_older_than_the_history_and_says_how_much(settings):
+    services.user_delete(services.user_create(name="Ann"))  # version 2
+    CommandReceipt.objects.create(
+        requester="anonymous", request_id="r1", action="create", result={}
+    )
+    settings.USERS_HISTORY_SECONDS = 0
+    assert history.forget_expired() == (1, 1)
+    assert not UserTombstone.objects.exists()
+    assert UserListVersion.objects.get().history_starts == 2
+
+
+def on_own_connection(function, *args):
+    """Call ``function`` as another thread does, on a connection of its own, then close it."""
+    try:
+        return function(*args)
+    finally:
+        connection.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_sweep_while_another_runs_in_this_process_does_nothing(settings, monkeypatch):
+    services.user_delete(services.user_create(name="Ann"))
+    settings.USERS_HISTORY_SECONDS = 0
+    inside, go_on = threading.Event(), threading.Event()
+    forget = history.forget_expired
+
+    def slow_forget():
+        inside.set()
+        go_on.wait(5)
+        return forget()
+
+    monkeypatch.setattr(history, "forget_expired", slow_forget)
+    with ThreadPoolExecutor(1) as other:
+        first = other.submit(on_own_connection, history.forget_expired_once)
+        assert inside.wait(5)
+        assert history.forget_expired_once() is None
+        go_on.set()
+        assert first.result(5) == (1, 0)
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="SQLite's write lock makes other processes wait"
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_sweep_while_another_process_sweeps_does_nothing(settings):
+    services.user_delete(services.user_create(name="Ann"))
+    settings.USERS_HISTORY_SECONDS = 0
+    locked, release = threading.Event(), threading.Event()
+
+    def sweep_elsewhere():
+        # Another process's sweep: its transaction holds the advisory lock.
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [history.SWEEP_LOCK])
+            locked.set()
+            release.wait(5)
+
+    with ThreadPoolExecutor(1) as other:
+        elsewhere = other.submit(on_own_connection, sweep_elsewhere)
+        assert locked.wait(5)
+        assert history.forget_expired_once() is None
+        assert UserTombstone.objects.count() == 1
+        release.set()
+        elsewhere.result(5)
+    assert history.forget_expired_once() == (1, 0)
 
 
 def test_newepoch_makes_every_held_version_take_the_snapshot():

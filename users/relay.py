@@ -14,7 +14,9 @@ The relay keeps that membership whole: its tasks are supervised (a task that
 fails is logged and restarted), it rejoins the group and catches up whenever
 the layer may have lost what was sent to it (an outage, a Redis restart, which
 forgets every membership), renews the membership before the layer's group
-expiry, and checks once a second that no committed version went unheard.
+expiry, and checks once a second that no committed version went unheard. It
+also notices a database that went back to an older version (a restore from a
+backup without ``manage.py newepoch``) and starts a new epoch (users.restores).
 """
 
 import asyncio
@@ -35,7 +37,7 @@ from redis.exceptions import RedisError
 
 from usersite import redis_servers
 
-from . import history, metrics, snapshots
+from . import metrics, restores, snapshots
 
 GROUP = "users"
 CHANGED_EVENT = "users.changed"
@@ -44,7 +46,6 @@ CHANGED_EVENT = "users.changed"
 LAYER_ERRORS = (RedisError, OSError)
 
 CHECK_INTERVAL = 1.0  # seconds between the relay's checks: the delay of a catch-up
-FORGET_INTERVAL = 60.0  # seconds between sweeps of the expired history
 OUTAGE_RETRY_INTERVAL = 0.1  # seconds between attempts to reach a layer that is down
 FAILURE_RETRY_FIRST, FAILURE_RETRY_MAX = 0.1, 10.0  # backoff after any other failure
 
@@ -78,7 +79,7 @@ def publish(epoch: str, version: int) -> None:
         async_to_sync(publish_now)(epoch, version)
 
 
-acurrent_version = database_sync_to_async(snapshots.current_version)
+acurrent_version = restores.acurrent_version
 
 
 async def publish_now(epoch: str, version: int) -> None:
@@ -157,6 +158,9 @@ class Relay:
         self.publisher = SingleFlight(loop, self.publish_announced)
         self.announced: tuple[str, int] | None = None  # the newest version to publish
         self.refresher = SingleFlight(loop, self.refresh)
+        self.verifier = SingleFlight(loop, self.verify)
+        self.recorder = SingleFlight(loop, self.record)
+        self.redis = None  # with Redis, watch()'s client while it runs
         self.sockets = weakref.WeakSet()
         self.layer = get_channel_layer()
         self.renew_interval = getattr(self.layer, "group_expiry", 86400) / 4
@@ -212,9 +216,51 @@ class Relay:
             for socket in self.sockets:
                 socket.version = -1
         elif version <= self.known_version:
+            if version < self.known_version:
+                # Announcements may arrive out of order, but an older version
+                # is also the first write's after a restore: check.
+                self.verifier.request()
             return
         self.known_version = version
+        if self.redis is not None:
+            self.recorder.request()
         self.refresher.request()
+
+    async def committed(self, client=None) -> tuple[str, int]:
+        """
+        Return the committed version, starting a new epoch first if it is older
+        than one heard of before (the database went back: users.restores).
+
+        With ``client``, also record the newest version heard of in Redis and
+        compare with the newest any process recorded.
+        """
+        known = (self.known_epoch, self.known_version)
+        if client is not None and known[0]:
+            with suppress(*LAYER_ERRORS):  # Redis down: this process's own knowledge
+                known = (known[0], await restores.record(client, *known))
+            stop_if_cancelled()
+        committed = await acurrent_version()
+        if restores.went_back(known, committed):
+            await restores.start_new_epoch(known, committed)
+            committed = await acurrent_version()
+            self.hear(*committed)
+        return committed
+
+    async def record(self) -> None:
+        """
+        Record the newest version heard of in Redis as soon as heard of, beside
+        the refresh that sends it: for a process started after a restore
+        (users.restores).
+        """
+        client = self.redis
+        if client is not None:
+            with suppress(*LAYER_ERRORS):  # the next check records it again
+                await restores.record(client, self.known_epoch, self.known_version)
+            stop_if_cancelled()
+
+    async def verify(self) -> None:
+        """Hear the committed version: a check after an older one was announced."""
+        self.hear(*await self.committed())
 
     def stale_sockets(self) -> list:
         return [socket for socket in self.sockets if socket.version < self.known_version]
@@ -309,27 +355,37 @@ class Relay:
         if self.joined_once.is_set():
             metrics.RELAY_REJOINS.inc()
         await self.layer.group_add(GROUP, self.channel)
-        self.hear(*await acurrent_version())
+        if settings.REDIS_URL and not self.known_epoch:
+            # The first join: notice a database restored while this process
+            # was not running before any socket is sent a version of it.
+            await self.check_with_redis()
+        self.hear(*await self.committed())
+
+    async def check_with_redis(self) -> None:
+        """Start a new epoch if the database went back from a version another process heard of."""
+        client = redis_servers.client()
+        try:
+            await restores.check_with_redis(client)
+        finally:
+            await client.aclose()
+        stop_if_cancelled()
 
     async def watch(self) -> None:
         """
-        Every CHECK_INTERVAL: drop stalled sockets, catch up, rejoin a layer that
-        restarted, renew the membership; every FORGET_INTERVAL, forget the
-        expired history.
+        Every CHECK_INTERVAL: drop stalled sockets, catch up (and notice a
+        database that went back), rejoin a layer that restarted, renew the
+        membership.
         """
-        await self.joined_once.wait()  # listen() has made the channel to rejoin with
-        client = redis_servers.client() if settings.REDIS_URL else None
+        client = self.redis = redis_servers.client() if settings.REDIS_URL else None
         try:
+            await self.joined_once.wait()  # listen() has made the channel to rejoin with
             known = await self.identity(client)
-            renewed_at = forgot_at = time.monotonic()
+            renewed_at = time.monotonic()
             while True:
                 stop_if_cancelled()
                 await asyncio.sleep(CHECK_INTERVAL)
                 self.drop_stalled_sockets()
-                await self.catch_up()
-                if time.monotonic() - forgot_at > FORGET_INTERVAL:
-                    await database_sync_to_async(history.forget_expired)()
-                    forgot_at = time.monotonic()
+                await self.catch_up(client)
                 identity = await self.identity(client)
                 if identity is None:
                     if known is not None:
@@ -343,6 +399,7 @@ class Relay:
                     await self.layer.group_add(GROUP, self.channel)
                     renewed_at = time.monotonic()
         finally:
+            self.redis = None
             if client is not None:
                 await client.aclose()
 
@@ -361,10 +418,11 @@ class Relay:
                 metrics.SLOW_CLIENTS_DROPPED.inc()
                 socket.end()
 
-    async def catch_up(self) -> None:
+    async def catch_up(self, client=None) -> None:
         """
         Catch up with a version committed a whole check ago but never heard of,
-        and retry sockets that a failed refresh left behind.
+        and retry sockets that a failed refresh left behind; notice a database
+        that went back (``committed``, with Redis' ``client`` if given).
 
         A version can go missing without the layer going down: a publish that
         failed (logged by the publisher), a message dropped over the layer's
@@ -381,7 +439,7 @@ class Relay:
         elif self.refresher.running is None and self.stale_sockets():
             metrics.RELAY_CATCH_UPS.labels(reason="stale_sockets").inc()
             self.refresher.request()
-        self.committed_at_last_check = await acurrent_version()
+        self.committed_at_last_check = await self.committed(client)
 
     @staticmethod
     async def identity(client) -> str | None:
@@ -403,23 +461,16 @@ class Relay:
 _relay: Relay | None = None
 
 
-async def lifespan(scope, receive, send) -> None:
+async def shutdown() -> None:
     """
-    ASGI lifespan: at shutdown, leave the group.
+    Leave the group, at the server's shutdown (the ASGI lifespan's, users.housekeeping).
 
     uvicorn ends on SIGTERM by raising the signal again once it has served, so
     no task of the loop runs after that. A member left behind is sent every
     change until the group expiry (a day by default).
     """
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            if _relay is not None and _relay.channel is not None:
-                await _relay.leave()
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+    if _relay is not None and _relay.channel is not None:
+        await _relay.leave()
 
 
 def relay() -> Relay:

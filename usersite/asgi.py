@@ -15,17 +15,22 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from users.housekeeping import StartHousekeeping, lifespan  # noqa: E402
 from users.middleware import HandshakeAuthentication  # noqa: E402
 from users.origins import AllowedHostsOrNoOriginValidator  # noqa: E402
-from users.relay import lifespan  # noqa: E402
 from users.routing import websocket_urlpatterns  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "lifespan": lifespan,  # the live list's relay leaves its group at shutdown
-        "websocket": AllowedHostsOrNoOriginValidator(
-            HandshakeAuthentication(URLRouter(websocket_urlpatterns))
-        ),
-    }
+# The process's housekeeper (users.housekeeping) starts with the lifespan, or,
+# under servers that send no lifespan events, with the first connection.
+application = StartHousekeeping(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            # Starts the housekeeper; at shutdown, the relay leaves its group.
+            "lifespan": lifespan,
+            "websocket": AllowedHostsOrNoOriginValidator(
+                HandshakeAuthentication(URLRouter(websocket_urlpatterns))
+            ),
+        }
+    )
 )

@@ -1,6 +1,6 @@
 """``manage.py newepoch``: after a restore from a backup, make v2 clients take the whole list."""
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from users.history import start_new_epoch
 
@@ -14,4 +14,6 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         epoch = start_new_epoch()
+        if epoch is None:
+            raise CommandError("The users list has no version row: run `manage.py migrate`.")
         self.stdout.write(f"The users list is now in epoch {epoch}.")
