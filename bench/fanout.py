@@ -136,6 +136,15 @@ print(dump(UserSerializer(User.objects.order_by("id"), many=True).data))
 """
 
 
+async def server_counts(urls: list[str]) -> Counter:
+    """bench/counted.py's counters of the servers at ``urls``, summed."""
+    total = Counter()
+    async with httpx.AsyncClient(timeout=60) as http:
+        for url in urls:
+            total.update((await http.get(f"{url}/bench/counts")).json())
+    return total
+
+
 class Deployment:
     """
     Server processes on a fresh, prefilled database with the chosen channel layer.
@@ -196,12 +205,9 @@ class Deployment:
 
     async def counts(self) -> Counter:
         """bench/counted.py's counters, summed over the servers (empty without --count)."""
-        total = Counter()
-        if self.counted:
-            async with httpx.AsyncClient(timeout=60) as http:
-                for server in self.servers:
-                    total.update((await http.get(f"{server.url}/bench/counts")).json())
-        return total
+        if not self.counted:
+            return Counter()
+        return await server_counts([server.url for server in self.servers])
 
     async def users(self) -> list:
         """The list as the database has it now, through REST."""

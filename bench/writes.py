@@ -102,7 +102,7 @@ import redis  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
 from websockets.exceptions import ConnectionClosed  # noqa: E402
 
-from bench.fanout import SEED, client_cpu_seconds  # noqa: E402
+from bench.fanout import SEED, client_cpu_seconds, server_counts  # noqa: E402
 from bench.v2list import Decoder, HeldList  # noqa: E402
 from servers import NO_WRITE_LIMITS, ServerProcess, free_port  # noqa: E402
 
@@ -267,12 +267,7 @@ class Servers:
 
     async def counts(self) -> Counter:
         """bench/counted.py's counters, summed over the servers (empty without --count)."""
-        total = Counter()
-        if self.counted:
-            async with httpx.AsyncClient(timeout=60) as http:
-                for url in self.urls:
-                    total.update((await http.get(f"{url}/bench/counts")).json())
-        return total
+        return await server_counts(self.urls) if self.counted else Counter()
 
     def stop(self) -> None:
         for server in self.servers:
