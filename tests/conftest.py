@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from asgiref.sync import SyncToAsync, async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import channel_layers, get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
 from django.core.cache import cache
@@ -110,7 +110,15 @@ def no_connection_left_in_the_async_tests_thread():
 
 @pytest.fixture(autouse=True)
 def empty_channel_layer():
-    """Start every test without groups or messages left by another (Redis keeps them)."""
+    """
+    Start every test on a channel layer of its own, without groups or messages
+    left by another (Redis keeps them).
+
+    A server process has one event loop, every test one of its own: channels-redis
+    keeps per-channel locks across loops, and one that a closed loop left held
+    failed the next test's receive ("bound to a different event loop").
+    """
+    channel_layers.backends.clear()
     async_to_sync(get_channel_layer().flush)()
 
 
