@@ -46,6 +46,7 @@ CHANGED_EVENT = "users.changed"
 LAYER_ERRORS = (RedisError, OSError)
 
 CHECK_INTERVAL = 1.0  # seconds between the relay's checks: the delay of a catch-up
+VERIFY_SPACING = 0.1  # seconds at least between two checks started by older announcements
 OUTAGE_RETRY_INTERVAL = 0.1  # seconds between attempts to reach a layer that is down
 FAILURE_RETRY_FIRST, FAILURE_RETRY_MAX = 0.1, 10.0  # backoff after any other failure
 
@@ -79,7 +80,7 @@ def publish(epoch: str, version: int) -> None:
         async_to_sync(publish_now)(epoch, version)
 
 
-acurrent_version = restores.acurrent_version
+acurrent_version = database_sync_to_async(snapshots.current_version)
 
 
 async def publish_now(epoch: str, version: int) -> None:
@@ -259,8 +260,15 @@ class Relay:
             stop_if_cancelled()
 
     async def verify(self) -> None:
-        """Hear the committed version: a check after an older one was announced."""
+        """
+        Hear the committed version: a check after an older one was announced.
+
+        In a burst most announcements are older than one heard already (each
+        process's own come back from the layer after it heard them): the
+        announcements during a check and the pause after it share one check.
+        """
         self.hear(*await self.committed())
+        await asyncio.sleep(VERIFY_SPACING)
 
     def stale_sockets(self) -> list:
         return [socket for socket in self.sockets if socket.version < self.known_version]
