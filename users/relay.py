@@ -46,7 +46,6 @@ CHANGED_EVENT = "users.changed"
 LAYER_ERRORS = (RedisError, OSError)
 
 CHECK_INTERVAL = 1.0  # seconds between the relay's checks: the delay of a catch-up
-VERIFY_SPACING = 0.1  # seconds at least between two checks started by older announcements
 OUTAGE_RETRY_INTERVAL = 0.1  # seconds between attempts to reach a layer that is down
 FAILURE_RETRY_FIRST, FAILURE_RETRY_MAX = 0.1, 10.0  # backoff after any other failure
 
@@ -80,7 +79,7 @@ def publish(epoch: str, version: int) -> None:
         async_to_sync(publish_now)(epoch, version)
 
 
-acurrent_version = database_sync_to_async(snapshots.current_version)
+acurrent_version = restores.acurrent_version
 
 
 async def publish_now(epoch: str, version: int) -> None:
@@ -159,9 +158,6 @@ class Relay:
         self.publisher = SingleFlight(loop, self.publish_announced)
         self.announced: tuple[str, int] | None = None  # the newest version to publish
         self.refresher = SingleFlight(loop, self.refresh)
-        self.verifier = SingleFlight(loop, self.verify)
-        self.recorder = SingleFlight(loop, self.record)
-        self.redis = None  # with Redis, watch()'s client while it runs
         self.sockets = weakref.WeakSet()
         self.layer = get_channel_layer()
         self.renew_interval = getattr(self.layer, "group_expiry", 86400) / 4
@@ -217,14 +213,8 @@ class Relay:
             for socket in self.sockets:
                 socket.version = -1
         elif version <= self.known_version:
-            if version < self.known_version:
-                # Announcements may arrive out of order, but an older version
-                # is also the first write's after a restore: check.
-                self.verifier.request()
             return
         self.known_version = version
-        if self.redis is not None:
-            self.recorder.request()
         self.refresher.request()
 
     async def committed(self, client=None) -> tuple[str, int]:
@@ -249,26 +239,17 @@ class Relay:
 
     async def record(self) -> None:
         """
-        Record the newest version heard of in Redis as soon as heard of, beside
-        the refresh that sends it: for a process started after a restore
-        (users.restores).
+        Record the newest version heard of in Redis, for a process started after
+        a restore (users.restores): at shutdown, after the checks' last.
         """
-        client = self.redis
-        if client is not None:
-            with suppress(*LAYER_ERRORS):  # the next check records it again
+        if not settings.REDIS_URL or not self.known_epoch:
+            return
+        client = redis_servers.client()
+        try:
+            with suppress(*LAYER_ERRORS):
                 await restores.record(client, self.known_epoch, self.known_version)
-            stop_if_cancelled()
-
-    async def verify(self) -> None:
-        """
-        Hear the committed version: a check after an older one was announced.
-
-        In a burst most announcements are older than one heard already (each
-        process's own come back from the layer after it heard them): the
-        announcements during a check and the pause after it share one check.
-        """
-        self.hear(*await self.committed())
-        await asyncio.sleep(VERIFY_SPACING)
+        finally:
+            await client.aclose()
 
     def stale_sockets(self) -> list:
         return [socket for socket in self.sockets if socket.version < self.known_version]
@@ -384,9 +365,9 @@ class Relay:
         database that went back), rejoin a layer that restarted, renew the
         membership.
         """
-        client = self.redis = redis_servers.client() if settings.REDIS_URL else None
+        await self.joined_once.wait()  # listen() has made the channel to rejoin with
+        client = redis_servers.client() if settings.REDIS_URL else None
         try:
-            await self.joined_once.wait()  # listen() has made the channel to rejoin with
             known = await self.identity(client)
             renewed_at = time.monotonic()
             while True:
@@ -407,7 +388,6 @@ class Relay:
                     await self.layer.group_add(GROUP, self.channel)
                     renewed_at = time.monotonic()
         finally:
-            self.redis = None
             if client is not None:
                 await client.aclose()
 
@@ -471,13 +451,15 @@ _relay: Relay | None = None
 
 async def shutdown() -> None:
     """
-    Leave the group, at the server's shutdown (the ASGI lifespan's, users.housekeeping).
+    Record the newest version heard of and leave the group, at the server's
+    shutdown (the ASGI lifespan's, users.housekeeping).
 
     uvicorn ends on SIGTERM by raising the signal again once it has served, so
     no task of the loop runs after that. A member left behind is sent every
     change until the group expiry (a day by default).
     """
     if _relay is not None and _relay.channel is not None:
+        await _relay.record()
         await _relay.leave()
 
 

@@ -11,21 +11,22 @@ epoch (``users.history.start_new_epoch``), as ``manage.py newepoch`` would, so
 every client takes the whole list.
 
 Who remembers the versions read before:
-- each relay, the newest version it heard of (users.relay): it checks every
-  committed version it reads against it, so a running process notices a
-  restore at its next check (a second at most), or at once on hearing an
-  older version announced (by the first write after the restore);
+- each relay, the newest version it heard of (users.relay): its once-a-second
+  check compares the committed version with it, so a running process notices
+  a restore within a second. Not on every announcement older than that: in a
+  burst most are (each process hears its own versions back from the layer),
+  and a read for each slowed a 500-client burst by a second or more;
 - with Redis, one key per epoch holding the newest version any relay heard of
-  (``record``), which the restore does not touch: a process started after the
-  restore notices it at startup (users.housekeeping) and each relay at its
-  first join.
+  (``record``: at each check and at shutdown), which the restore does not
+  touch: a process started after the restore notices it at startup
+  (users.housekeeping) and each relay at its first join.
 
 Several processes notice one restore at about the same time; the new epoch
 replaces only the epoch they saw (``start_new_epoch(replacing=...)``), so one
 of them starts it and the others hear of it.
 
-Not noticed: a restore after which as many versions were written as went
-back before any process read the version row (from a backup only moments
+Not noticed: a restore after which, within the second before the next
+check, as many versions were written as went back (a backup only moments
 old), nor, without Redis (or after Redis lost its data), a restore made while
 no process ran. ``manage.py newepoch`` after every restore covers those.
 """
