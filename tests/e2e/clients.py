@@ -42,7 +42,9 @@ async def next_list(ws, timeout: float = 5) -> list:
 
 async def database_list(server) -> list:
     """The list as the database has it now, read through REST."""
-    async with httpx.AsyncClient() as http:
+    # Not httpx's 5 s: a server fanning a burst out to 500 sockets, beside
+    # another test's servers on two cores, took longer to accept (CI, loaded).
+    async with httpx.AsyncClient(timeout=30) as http:
         return (await http.get(f"{server.url}/api/v1/users")).json()["users"]
 
 
