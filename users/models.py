@@ -6,11 +6,12 @@ import secrets
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.validators import ProhibitNullCharactersValidator
 from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
-from django.db.models import Q, Value
+from django.db.models import F, Q, Value
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from .queries import SortName
 from .signals import users_changed
 
 
@@ -123,6 +124,11 @@ class User(models.Model):
 
     class Meta:
         ordering = ["id"]
+        indexes = [
+            # The name orders of live queries (users.queries); the searches'
+            # trigram indexes are PostgreSQL's alone (migration 0006).
+            models.Index(SortName("name"), F("id"), name="users_user_sort_name"),
+        ]
         constraints = [
             # The database's guard for the race that clean() cannot see.
             models.UniqueConstraint(
