@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 import pytest
 from channels.db import database_sync_to_async
 
-from tests.helpers import wire
+from tests.helpers import HeldWindow, wire
 from users import services
 from users.models import User
 from users.queries import Query
@@ -54,38 +54,7 @@ def expected(query: Query) -> tuple[list, int]:
     return [wire(user) for user in users], matching.count()
 
 
-class Held:
-    """A client's window, kept by the protocol's rules (docs/protocol.md, "Live queries")."""
-
-    def __init__(self, query: Query):
-        self.query = query
-        self.users: dict[str, dict] = {}
-        self.epoch = self.version = self.total = None
-
-    def apply(self, frame: dict) -> None:
-        if frame["type"] == "snapshot":
-            self.users = {user["id"]: user for user in frame["users"]}
-        else:
-            assert frame["type"] == "changes", frame
-            assert (frame["epoch"], frame["from"]) == (self.epoch, self.version), frame
-            for user in frame["upserted"]:
-                self.users[user["id"]] = user
-            for user_id in frame["deleted"]:
-                self.users.pop(user_id, None)
-        self.epoch, self.version, self.total = frame["epoch"], frame["version"], frame["total"]
-
-    def window(self) -> list:
-        users = [_Wire(user) for user in self.users.values()]
-        self.query.sort(users)
-        return [user.wire for user in users]
-
-
-class _Wire:
-    def __init__(self, wire: dict):
-        self.wire, self.id, self.name = wire, int(wire["id"]), wire["name"]
-
-
-async def settle(socket, held: Held) -> None:
+async def settle(socket, held: HeldWindow) -> None:
     """
     Apply frames until the client holds the database's window of its query.
 
@@ -113,7 +82,7 @@ async def test_a_window_follows_creates_renames_and_deletes(follow):
     await create(name="Bea")
     query = Query(search="", order="-name", limit=2)
     socket = await follow(order="-name", limit=2)
-    held = Held(query)
+    held = HeldWindow(query)
     held.apply(await receive_frame(socket))
     assert [user["name"] for user in held.window()] == ["Bea", "Ann"]
     zed = await create(name="Zed")  # enters at the top, pushes Ann out
@@ -131,7 +100,7 @@ async def test_a_change_outside_the_window_sends_nothing(follow):
     for name in ["a1", "a2", "a3"]:
         await create(name=name)
     socket = await follow(search="a", limit=2)
-    held = Held(Query(search="a", limit=2))
+    held = HeldWindow(Query(search="a", limit=2))
     held.apply(await receive_frame(socket))
     await create(name="xyz")  # no window, same total: nothing
     await create(name="b4")
@@ -192,7 +161,7 @@ async def test_an_invalid_query_action_keeps_the_window(follow):
 async def test_a_resume_sends_only_what_changed_in_the_window(follow):
     users = [await create(name=f"user {number:02}") for number in range(6)]
     socket = await follow(order="name", limit=3)
-    held = Held(Query(order="name", limit=3))
+    held = HeldWindow(Query(order="name", limit=3))
     held.apply(await receive_frame(socket))
     await socket.disconnect()
     await rename(users[4].pk, "user 00b")  # enters at place 2, pushes user 02 out
@@ -236,7 +205,7 @@ async def test_random_changes_keep_every_window_exact(follow, seed):
     alive = [(await create(name=generator.choice(NAMES))).pk for _ in range(8)]
     sockets = []
     for query in QUERIES:
-        held = Held(query)
+        held = HeldWindow(query)
         socket = await follow(**query.as_parameters())
         held.apply(await receive_frame(socket))
         sockets.append((socket, held))
@@ -266,7 +235,7 @@ async def test_resumes_after_random_changes_give_every_window_exact(follow, seed
     alive = [(await create(name=generator.choice(NAMES))).pk for _ in range(10)]
     clients = []
     for query in QUERIES:
-        held = Held(query)
+        held = HeldWindow(query)
         socket = await follow(**query.as_parameters())
         held.apply(await receive_frame(socket))
         clients.append([socket, held])
