@@ -66,6 +66,9 @@ saturated, and latencies are the client's), and the writer's (this process).
 A ratio line compares windows' p50 with whole's, the issue's target.
 
 --count runs the project as bench/counted.py and adds its counters per write.
+--py-spy DIR records each server process with py-spy from the first write
+until the clients went quiet (collapsed stacks, DIR/<scenario>-<process>.txt;
+py-spy is not in the requirements: .venv/bin/pip install py-spy).
 """
 
 import argparse
@@ -75,14 +78,16 @@ import multiprocessing
 import os
 import random
 import shlex
+import signal
 import statistics
 import string
+import subprocess
 import sys
 import tempfile
 import time
 from bisect import bisect_left, bisect_right, insort
 from collections import Counter, defaultdict
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
@@ -618,16 +623,17 @@ async def fan_out(args, scenario: str, servers: Servers, database_url: str, user
         writer = Writer(args, servers.urls, Model(users, specs, index), aimed)
         counts = await servers.counts()
         cpu, writer_cpu = servers.cpu_seconds(), client_cpu_seconds()
-        for pipe in pipes:
-            pipe.send("start")
-        started = time.monotonic()
-        writing = await writer.run()
-        for pipe in pipes:
-            pipe.send((args.quiet, args.settle_timeout))
-        reports = [await asyncio.to_thread(receive, pipe, args.settle_timeout + 60)
-                   for pipe in pipes]  # fmt: skip
-        elapsed = time.monotonic() - started
-        cpu, writer_cpu = servers.cpu_seconds() - cpu, client_cpu_seconds() - writer_cpu
+        with profiled(args, servers, scenario):
+            for pipe in pipes:
+                pipe.send("start")
+            started = time.monotonic()
+            writing = await writer.run()
+            for pipe in pipes:
+                pipe.send((args.quiet, args.settle_timeout))
+            reports = [await asyncio.to_thread(receive, pipe, args.settle_timeout + 60)
+                       for pipe in pipes]  # fmt: skip
+            elapsed = time.monotonic() - started
+            cpu, writer_cpu = servers.cpu_seconds() - cpu, client_cpu_seconds() - writer_cpu
         counts = await servers.counts() - counts
     finally:
         for child in children:
@@ -664,6 +670,31 @@ async def fan_out(args, scenario: str, servers: Servers, database_url: str, user
     }
     print(" ".join(format_pair(k, v) for k, v in result.items()), flush=True)
     return result
+
+
+@contextmanager
+def profiled(args, servers: Servers, scenario: str):
+    """With --py-spy, record each server process meanwhile (py-spy's raw, collapsed stacks)."""
+    if args.py_spy is None:
+        yield
+        return
+    args.py_spy.mkdir(parents=True, exist_ok=True)
+    spy = Path(sys.executable).parent / "py-spy"
+    recorders = [
+        subprocess.Popen(
+            [spy, "record", "--pid", str(process.pid), "--format", "raw", "--nonblocking",
+             "--output", args.py_spy / f"{scenario}-{i}.txt"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        for i, process in enumerate(servers.processes)
+    ]  # fmt: skip
+    try:
+        yield
+    finally:
+        for recorder in recorders:
+            recorder.send_signal(signal.SIGINT)  # py-spy writes its output and ends
+        for recorder in recorders:
+            recorder.wait(timeout=60)
 
 
 def analyse(users: dict, version: int, specs: list[Spec], index: dict | None, writes: list,
@@ -875,6 +906,14 @@ def main() -> None:
     parser.add_argument("--settle-timeout", type=float, default=60.0, help="(60)")
     parser.add_argument("--seed", type=int, default=16, help="of every random choice (16)")
     parser.add_argument("--count", action="store_true", help="run bench/counted.py")
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        metavar="DIR",
+        help="windows, whole: record the servers with py-spy (.venv/bin/py-spy, not in "
+        "requirements) from the first write until the clients went quiet, into "
+        "DIR/<scenario>-<process>.txt (collapsed stacks)",
+    )
     parser.add_argument(
         "--postgres-url",
         default="postgres://postgres@127.0.0.1:5432/postgres",
