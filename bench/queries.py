@@ -52,7 +52,11 @@ search, in Python). From that:
                   version or later (negative when the frame came first);
                   p50/p99 over window pairs (the target's figure), and over
                   total-only pairs apart;
-  missing_pairs   touched pairs whose socket never received such a frame;
+  undone_pairs    touched pairs whose change a later write undid (the socket
+                  showed again what it held) before it was sent a frame: the
+                  server may skip them, and they have no latency;
+  missing_pairs   the other touched pairs whose socket never received such a
+                  frame;
   empty_frames    frames after the first that changed neither the socket's
                   window nor its total (the target: none);
   wrong_frames    frames after which the socket's window or total differs
@@ -725,15 +729,18 @@ def analyse(users: dict, version: int, specs: list[Spec], index: dict | None, wr
     final = {i: f for report in reports for i, f in report["final"].items()}
     whole = specs == [WHOLE]
     seen = {socket: received[1:] for socket, received in frames.items()}  # after the snapshot
-    seen_versions = {socket: [frame[1] for frame in f] for socket, f in seen.items()}
-    latencies, missing = {"window": [], "total": []}, 0
+    held_versions = {socket: [frame[1] for frame in f] for socket, f in frames.items()}
+    latencies, missing, undone = {"window": [], "total": []}, 0, 0
     for write, q, kind in touched:
         for socket in by_query[q]:
-            at = bisect_left(seen_versions[socket], write.version)
-            if at == len(seen[socket]):
+            held = held_versions[socket]
+            at = bisect_left(held, write.version)  # the frame that brings it, if any
+            if undone_before_sent(timeline[q], write.version, *held[at - 1 : at + 1]):
+                undone += 1
+            elif at == len(held):
                 missing += 1
             else:
-                latencies[kind].append(seen[socket][at][0] - write.answered)
+                latencies[kind].append(frames[socket][at][0] - write.answered)
     empty = wrong = received = 0
     for socket, q in enumerate(follows):
         changes, shown = timeline[q]
@@ -763,6 +770,7 @@ def analyse(users: dict, version: int, specs: list[Spec], index: dict | None, wr
         "writes_touching_nothing": len(writes) - len({write.version for write, _, _ in touched}),
         "window_pairs": len(window),
         "total_pairs": len(latencies["total"]),
+        "undone_pairs": undone,
         "missing_pairs": missing,
         "p50_ms": 1000 * statistics.median(window) if window else float("nan"),
         "p99_ms": 1000 * percentile(window, 0.99) if window else float("nan"),
@@ -776,6 +784,19 @@ def analyse(users: dict, version: int, specs: list[Spec], index: dict | None, wr
         **({} if whole else {"wrong_frames": wrong}),
         "final_mismatches": mismatches,
     }
+
+
+def undone_before_sent(timeline: tuple, version: int, held: int, brought: int | None = None):
+    """
+    Whether a change at ``version`` to what a socket shows was undone before
+    the socket was sent a frame: what it held (at version ``held``) is shown
+    again at some version from ``version`` to before the frame that ``brought``
+    it on (or to the end, if none did). The server may skip such a change.
+    """
+    changes, shown = timeline
+    before = shown[bisect_right(changes, held) - 1]
+    end = len(changes) if brought is None else bisect_left(changes, brought)
+    return any(shown[k] == before for k in range(bisect_left(changes, version), end))
 
 
 # --- The run ---------------------------------------------------------------------------
