@@ -51,7 +51,8 @@ search, in Python). From that:
                   to the first frame that socket received at the write's
                   version or later (negative when the frame came first);
                   p50/p99 over window pairs (the target's figure), and over
-                  total-only pairs apart;
+                  total-only pairs apart; from_sent: the same from sending the
+                  write (the answer itself may wait for the server's fan-out);
   undone_pairs    touched pairs whose change a later write undid (the socket
                   showed again what it held) before it was sent a frame: the
                   server may skip them, and they have no latency;
@@ -730,7 +731,7 @@ def analyse(users: dict, version: int, specs: list[Spec], index: dict | None, wr
     whole = specs == [WHOLE]
     seen = {socket: received[1:] for socket, received in frames.items()}  # after the snapshot
     held_versions = {socket: [frame[1] for frame in f] for socket, f in frames.items()}
-    latencies, missing, undone = {"window": [], "total": []}, 0, 0
+    latencies, missing, undone = {"window": [], "total": [], "sent": []}, 0, 0
     for write, q, kind in touched:
         for socket in by_query[q]:
             held = held_versions[socket]
@@ -741,6 +742,8 @@ def analyse(users: dict, version: int, specs: list[Spec], index: dict | None, wr
                 missing += 1
             else:
                 latencies[kind].append(frames[socket][at][0] - write.answered)
+                if kind == "window":
+                    latencies["sent"].append(frames[socket][at][0] - write.sent)
     empty = wrong = received = 0
     for socket, q in enumerate(follows):
         changes, shown = timeline[q]
@@ -757,7 +760,7 @@ def analyse(users: dict, version: int, specs: list[Spec], index: dict | None, wr
         )
         for socket, q in enumerate(follows)
     )  # fmt: skip
-    window = latencies["window"]
+    window, sent = latencies["window"], latencies["sent"]
     return {
         "version_gaps": len(set(expected_versions) - set(versions)),
         "final_version_matches": versions[-1] == final_version if versions else None,
@@ -775,6 +778,8 @@ def analyse(users: dict, version: int, specs: list[Spec], index: dict | None, wr
         "p50_ms": 1000 * statistics.median(window) if window else float("nan"),
         "p99_ms": 1000 * percentile(window, 0.99) if window else float("nan"),
         "max_ms": 1000 * max(window) if window else float("nan"),
+        "from_sent_p50_ms": 1000 * statistics.median(sent) if sent else float("nan"),
+        "from_sent_p99_ms": 1000 * percentile(sent, 0.99) if sent else float("nan"),
         "total_only_p50_ms": (
             1000 * statistics.median(latencies["total"]) if latencies["total"] else float("nan")
         ),
@@ -873,6 +878,11 @@ def summary(args, results: list[dict]) -> list[str]:
             f"write-to-screen p50, windows / whole list: {ratio:.2f}x "
             f"({windows['p50_ms']:.2f} / {whole['p50_ms']:.2f} ms; target at most 2x: "
             f"{'met' if ratio <= 2 else 'not met'})"
+        )
+        lines.append(
+            f"the same from each write's request instead of its answer: "
+            f"{windows['from_sent_p50_ms'] / whole['from_sent_p50_ms']:.2f}x "
+            f"({windows['from_sent_p50_ms']:.2f} / {whole['from_sent_p50_ms']:.2f} ms)"
         )
     for result in (windows, whole):
         if result:
