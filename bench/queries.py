@@ -36,6 +36,12 @@ Scenarios (--scenario, comma-separated; all by default):
            deleted user shown in a window).
   whole    the same schedule of writes on --whole-users users, followed by
            --whole-sockets v2 sockets without a query (the whole list).
+  changes  on the --users list, in manage.py shell: one create, then the read
+           with which a server process moves its windows on after it
+           (``users.windows.read_changes(version - 1, searches)``), timed
+           --repeat times (median) for each number of distinct searches in
+           --search-counts: what a change costs a process per search its
+           windows follow, whether or not the change touches them.
 
 For windows and whole, the clients run in --client-processes processes (as
 bench/writes.py's screen scenario: 1,000 sockets can saturate one Python
@@ -109,7 +115,7 @@ from bench.fanout import client_cpu_seconds  # noqa: E402
 from bench.v2list import Decoder  # noqa: E402
 from bench.writes import Database, Servers, commit, format_pair, percentile, receive  # noqa: E402
 
-SCENARIOS = ["first", "windows", "whole"]
+SCENARIOS = ["first", "windows", "whole", "changes"]
 ORDERS = ["id", "-id", "name", "-name"]
 KINDS, KIND_WEIGHTS = ["create", "rename", "delete"], [4, 4, 2]
 VERSION_HEADER = "Users-Version"  # users.views: the version a write committed at
@@ -168,6 +174,24 @@ def seed(users: int, rng_seed: int) -> None:
 
 
 SEED = "from bench.queries import seed; seed({users}, {seed})"
+
+# Runs in manage.py shell (the changes scenario).
+READ_CHANGES = """
+import statistics, time
+from users import services
+from users.snapshots import current_version
+from users.windows import read_changes
+searches = {searches!r}
+services.user_create(name="Changed")
+epoch, version = current_version()
+for count in {counts!r}:
+    times = []
+    for _ in range({repeat}):
+        started = time.perf_counter()
+        read_changes(version - 1, searches[:count])
+        times.append(time.perf_counter() - started)
+    print(count, 1000 * statistics.median(times))
+"""
 
 
 def trigrams(text: str) -> set[str]:
@@ -349,6 +373,27 @@ async def first_frame(url: str, keep: bool = False) -> tuple:
     if not keep:
         await ws.close()
     return ws, seconds, Decoder()(text)
+
+
+# --- The read behind every change ---------------------------------------------------
+
+
+def read_changes_cost(args, database: Database, searches: list[str]) -> dict:
+    """Time users.windows.read_changes after one create, for each number of searches."""
+    counts = [count for count in args.search_counts if count <= len(searches)]
+    rng = random.Random(args.seed + 3)
+    chosen = rng.sample(searches, max(counts))
+    printed = database.manage(
+        "shell", "-v0", "-c",
+        READ_CHANGES.format(searches=chosen, counts=counts, repeat=args.repeat),
+    )  # fmt: skip
+    result = {"scenario": "changes", "users": args.users, "repeat": args.repeat}
+    for line in printed.split("\n"):
+        if line.strip():
+            count, milliseconds = line.split()
+            result[f"read_changes_ms_{count}_searches"] = float(milliseconds)
+    print(" ".join(format_pair(k, v) for k, v in result.items()), flush=True)
+    return result
 
 
 # --- Clients ---------------------------------------------------------------------
@@ -810,7 +855,7 @@ def undone_before_sent(timeline: tuple, version: int, held: int, brought: int | 
 async def run(args) -> list[dict]:
     results = []
     selected = set(args.scenario)
-    if selected & {"first", "windows"}:
+    if selected & {"first", "windows", "changes"}:
         with ExitStack() as stack:
             database, users, version = deploy(stack, args, "queries", args.users)
             searches, index = searches_in_range(users, *args.matches)
@@ -819,7 +864,8 @@ async def run(args) -> list[dict]:
                 f"{len(searches)} searches match {args.matches[0]}-{args.matches[1]} users",
                 flush=True,
             )
-            servers = start_servers(stack, args, database)
+            if selected & {"first", "windows"}:
+                servers = start_servers(stack, args, database)
             if "first" in selected:
                 results.append(await first_frames(args, servers, users, searches, index))
             if "windows" in selected:
@@ -829,6 +875,8 @@ async def run(args) -> list[dict]:
                     args, "windows", servers, database.env["DATABASE_URL"], users, version,
                     specs, args.sockets, args.aimed, index,
                 ))  # fmt: skip
+            if "changes" in selected:
+                results.append(read_changes_cost(args, database, searches))
     if "whole" in selected:
         with ExitStack() as stack:
             database, users, version = deploy(stack, args, "whole", args.whole_users)
@@ -935,6 +983,13 @@ def main() -> None:
         "--quiet", type=float, default=2.0, help="the clients' last frame this long ago: done (2)"
     )
     parser.add_argument("--settle-timeout", type=float, default=60.0, help="(60)")
+    parser.add_argument(
+        "--search-counts",
+        type=lambda text: [int(part) for part in text.split(",")],
+        default=[1, 10, 50, 100],
+        help="changes: numbers of distinct searches (1,10,50,100)",
+    )
+    parser.add_argument("--repeat", type=int, default=30, help="changes: reads timed (30)")
     parser.add_argument("--seed", type=int, default=16, help="of every random choice (16)")
     parser.add_argument("--count", action="store_true", help="run bench/counted.py")
     parser.add_argument(
