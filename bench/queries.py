@@ -940,6 +940,14 @@ def summary(args, results: list[dict]) -> list[str]:
                 f"{result['missing_pairs']} touched pairs never delivered; server CPU "
                 f"{result['server_cpu_ms_per_write']:.2f} ms per write"
             )
+    if changes := found.get("changes"):
+        costs = [
+            (key.split("_")[3], value) for key, value in changes.items() if key.endswith("searches")
+        ]
+        lines.append(
+            "read_changes after one create: "
+            + ", ".join(f"{value:.2f} ms for {count} searches" for count, value in costs)
+        )
     return lines
 
 
