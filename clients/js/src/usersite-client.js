@@ -597,13 +597,19 @@ export class LiveUsers {
 
   /**
    * Follow another query without reconnecting; resolve with its window once
-   * held (or with the window of a query asked for after it, which replaced it).
+   * held (or with the window of a query asked for after it, which replaced it);
+   * reject with a RangeError, sending nothing, where the server would refuse it.
    * Fields left out take their defaults: every user, by id, no window.
    * @param {QueryOptions} [options]
    * @returns {Promise<Update>}
    */
   query(options = {}) {
-    const query = makeQuery(options);
+    let query;
+    try {
+      query = makeQuery(options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     if (this.#failure) return Promise.reject(this.#failure);
     return new Promise((resolve, reject) => {
       this.#queryWaiters.push({ query, resolve, reject });

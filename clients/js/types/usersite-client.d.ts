@@ -209,7 +209,8 @@ export class LiveUsers {
     onState(listener: (state: ConnectionState) => void): () => void;
     /**
      * Follow another query without reconnecting; resolve with its window once
-     * held (or with the window of a query asked for after it, which replaced it).
+     * held (or with the window of a query asked for after it, which replaced it);
+     * reject with a RangeError, sending nothing, where the server would refuse it.
      * Fields left out take their defaults: every user, by id, no window.
      * @param {QueryOptions} [options]
      * @returns {Promise<Update>}
