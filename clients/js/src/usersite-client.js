@@ -59,17 +59,18 @@ const OPEN = 1; // WebSocket.OPEN, which a caller's constructor may not carry as
  * @property {(message: string) => void} [log] Where to say that a connection was lost (console.warn).
  */
 
-/** A command the server refused: its error frame's code, message and field errors. */
+/** A command the server refused: its error frame's code, message (as `detail`) and field errors. */
 export class CommandError extends Error {
   /**
    * @param {string} code
-   * @param {string} message
+   * @param {string} detail
    * @param {Record<string, string[]>} [errors]
    */
-  constructor(code, message, errors = {}) {
-    super(`${code}: ${message}`);
+  constructor(code, detail, errors = {}) {
+    super(`${code}: ${detail}`);
     this.name = "CommandError";
     this.code = code;
+    this.detail = detail;
     this.errors = errors;
   }
 }

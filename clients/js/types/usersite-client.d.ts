@@ -92,15 +92,16 @@ export const MAX_FRAME_LENGTH: 65536;
  * @property {number} [openTimeoutMs] A handshake that takes longer is given up and tried again (10 s).
  * @property {(message: string) => void} [log] Where to say that a connection was lost (console.warn).
  */
-/** A command the server refused: its error frame's code, message and field errors. */
+/** A command the server refused: its error frame's code, message (as `detail`) and field errors. */
 export class CommandError extends Error {
     /**
      * @param {string} code
-     * @param {string} message
+     * @param {string} detail
      * @param {Record<string, string[]>} [errors]
      */
-    constructor(code: string, message: string, errors?: Record<string, string[]>);
+    constructor(code: string, detail: string, errors?: Record<string, string[]>);
     code: string;
+    detail: string;
     errors: Record<string, string[]>;
 }
 /** The server turned the socket down in a way that trying again would not change. */
