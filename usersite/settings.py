@@ -263,6 +263,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
+# The page imports the JavaScript client from where it is published
+# (clients/js/src, at static/usersite-client/), not from a copy that could drift.
+STATICFILES_DIRS = [("usersite-client", BASE_DIR / "clients" / "js" / "src")]
 # Without collectstatic (development, tests), serve from the apps' own folders.
 WHITENOISE_USE_FINDERS = DEBUG
 
