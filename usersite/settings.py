@@ -237,6 +237,10 @@ USERS_REST_WRITE_RATE = os.environ.get("USERS_REST_WRITE_RATE", "10/s")  # DRF's
 USERS_MAX_FRAME_LENGTH = int(os.environ.get("USERS_MAX_FRAME_LENGTH", 65536))
 USERS_SOCKET_CREATE_RATE = float(os.environ.get("USERS_SOCKET_CREATE_RATE", 5))
 USERS_SOCKET_CREATE_BURST = int(os.environ.get("USERS_SOCKET_CREATE_BURST", 20))
+# Live query changes per socket (each reads a window): a page sends one per
+# search keystroke or scroll stop.
+USERS_SOCKET_QUERY_RATE = float(os.environ.get("USERS_SOCKET_QUERY_RATE", 10))
+USERS_SOCKET_QUERY_BURST = int(os.environ.get("USERS_SOCKET_QUERY_BURST", 30))
 
 # --- Metrics -----------------------------------------------------------------
 
