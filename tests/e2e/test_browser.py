@@ -119,6 +119,16 @@ READ_EVERY_ROW = """async () => {
 }"""
 
 
+# 200 scroll positions from the top to 70% of the list, 5 ms apart.
+DRAG_ACROSS_THE_LIST = """async () => {
+  const view = document.getElementById("users-view");
+  for (let step = 1; step <= 200; step++) {
+    view.scrollTop = (view.scrollHeight * 0.7 * step) / 200;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}"""
+
+
 def page_rows(page) -> list:
     """The users the page shows, in order, as REST answers them."""
     return page.evaluate(READ_EVERY_ROW)
@@ -217,6 +227,18 @@ def test_scrolling_through_100000_users_moves_a_window_and_never_downloads_the_l
     view.press("Home")
     expect(page.get_by_text("User 1", exact=True)).to_be_in_viewport()
     expect(page.get_by_text("User 100000", exact=True)).to_have_count(0)
+
+    # A scrollbar dragged across the list: the page ends on the window in view,
+    # having asked for no more windows than the server takes.
+    page.evaluate(DRAG_ACROSS_THE_LIST)
+    expect(view).to_have_attribute("aria-busy", "false")
+    shown = rows.evaluate_all(
+        "rows => rows.map((row) => [row.getAttribute('aria-posinset'), row.dataset.id])"
+    )
+    assert len(shown) > 10
+    assert all(place == user_id for place, user_id in shown), shown
+    errors = [f for socket in received.sockets for f in socket["frames"] if f["type"] == "error"]
+    assert errors == []
 
     rest_create(server, "User 100001")
     expect(page.locator("#count")).to_have_text("(100001)")

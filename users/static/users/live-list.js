@@ -12,6 +12,9 @@ import { VirtualList } from "./virtual-list.js";
 // A window holds the rows in view and as many above and below, so a scroll
 // of up to a screen needs no new one: a window every screen, not every row.
 const SCREENS_PER_WINDOW = 3;
+// The server takes 10 query changes a second from a socket (after a burst of
+// 30): a scrollbar dragged across the list asks for a window at most this often.
+const MIN_MS_BETWEEN_WINDOWS = 100;
 const STATE_TEXT = { connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…", closed: "Closed" };
 
 const page = document.getElementById("live-list");
@@ -24,6 +27,8 @@ const view = new VirtualList(scroller, document.getElementById("users"), fillRow
 const socketUrl = new URL(page.dataset.socketPath, location.href);
 socketUrl.protocol = location.protocol === "https:" ? "wss:" : "ws:";
 let wanted = makeQuery({ limit: windowSize(), offset: 0 });
+let askedAt = -Infinity;
+let askTimer;
 const live = new LiveUsers(socketUrl, wanted);
 const controls = new ListControls(
   document.getElementById("search"),
@@ -51,11 +56,16 @@ function wantRows(first, end) {
   follow({ search: controls.search, order: controls.order, limit, offset: Math.max(0, first - margin) });
 }
 
+// Follow `options`' window: the newest one asked for wins, and it goes at most every MIN_MS_BETWEEN_WINDOWS.
 function follow(options) {
   const query = makeQuery(options);
   if (sameQuery(query, wanted)) return;
   wanted = query;
-  live.query(query).catch((error) => console.warn("The list did not change:", error.message));
+  clearTimeout(askTimer);
+  askTimer = setTimeout(() => {
+    askedAt = performance.now();
+    live.query(wanted).catch((error) => console.warn("The list did not change:", error.message));
+  }, Math.max(0, askedAt + MIN_MS_BETWEEN_WINDOWS - performance.now()));
 }
 
 function changeSearchOrOrder({ search, order }) {
