@@ -171,6 +171,20 @@ describe("the whole list", { skip, timeout: TIMEOUT_MS }, () => {
     await holdsWhatRestSays(live, {});
   });
 
+  test("iterating yields the newest list and ends at close()", async (t) => {
+    const live = liveUsers(t);
+    const seen = [];
+    for await (const update of live) {
+      seen.push(update);
+      if (seen.length === 1) await rest("POST", "", { name: uniqueWord() });
+      else live.close();
+    }
+    assert.equal(seen.length, 2);
+    assert.equal(seen[1].total, seen[0].total + 1);
+    assert.equal(live.state, "closed");
+    await assert.rejects(live.create({ name: "After the end" }), /closed/);
+  });
+
   test("changes that do not follow the list held make it start over without resuming", async (t) => {
     const { Tapped, sockets } = tappedWebSocket();
     const live = liveUsers(t, { WebSocket: Tapped });

@@ -5,6 +5,7 @@ import { describe, test } from "node:test";
 
 import {
   Backoff,
+  LiveUsers,
   OutOfSyncError,
   UserList,
   compareUsers,
@@ -137,4 +138,14 @@ test("backoff doubles up to its cap, shortened by up to half at random", () => {
 test("request ids are UUID4s in hex", () => {
   assert.match(newRequestId(), /^[0-9a-f]{12}4[0-9a-f]{3}[89ab][0-9a-f]{15}$/);
   assert.notEqual(newRequestId(), newRequestId());
+});
+
+test("without a global WebSocket, LiveUsers asks for a constructor", (t) => {
+  const builtin = globalThis.WebSocket;
+  // @ts-ignore: as in Node 20 without --experimental-websocket
+  delete globalThis.WebSocket;
+  t.after(() => {
+    globalThis.WebSocket = builtin;
+  });
+  assert.throws(() => new LiveUsers("ws://127.0.0.1:9/api/v1/users/ws"), /pass one/);
 });
