@@ -282,13 +282,10 @@ class LiveQueries:
 def _touches(window: Window, changes: Changes, changed: list, changed_ids: set, before) -> bool:
     """Whether the changes may move the window: then it is worked out again."""
     query = window.query
-    if query.offset:
-        # A match before or after the change moves the places behind it.
-        return any(before.get(user_id) for user_id in changed_ids) or any(
-            changes.matches(row, query.search) for row in changed
-        )
     if not changed_ids.isdisjoint(window.versions):
         return True
+    if query.offset and any(before.get(user_id) for user_id in changed_ids):
+        return True  # a match that changed may have been before the window: places moved
     full = query.limit is not None and len(window.users) >= query.limit
     return any(
         changes.matches(row, query.search) and (not full or query.precedes(row, window.users[-1]))
