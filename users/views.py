@@ -21,19 +21,22 @@ from drf_spectacular.utils import (
     OpenApiResponse,
     extend_schema,
     extend_schema_view,
+    inline_serializer,
 )
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
-from rest_framework import generics, status
+from rest_framework import generics, serializers, status
 from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.response import Response
 
 from usersite import redis_servers
 
 from . import commands, services, snapshots
+from .filters import QueryFilter
 from .models import User, parse_user_id
+from .pagination import QueryPagination
 from .permissions import CanWriteUsers, may_write
 from .routing import SOCKET_PATH
-from .serializers import UserListSerializer, UserSerializer
+from .serializers import UserSerializer
 from .throttling import WriteRateThrottle
 
 logger = logging.getLogger(__name__)
@@ -187,17 +190,33 @@ ANONYMOUS_KEY_REFUSED = (
 )
 
 
+DETAIL = inline_serializer("Detail", {"detail": serializers.CharField()})
+LIST_DESCRIPTION = (
+    'Without `search`, `order`, `limit` or `cursor`: every user, by id (`{"users": [...]}`). '
+    "With any of them: a page of the users whose name or email contains `search`, in `order`, "
+    f"`limit` at a time ({QueryPagination.page_size} without one), with `total`, how many match, "
+    "and `next`, the next page's URL (null on the last): the page with a `limit` holds the "
+    "users of a socket's window with the same query."
+)
+
+
 @extend_schema_view(
-    get=extend_schema(responses=UserListSerializer),
+    get=extend_schema(
+        description=LIST_DESCRIPTION,
+        responses={
+            200: UserSerializer(many=True),
+            400: OpenApiResponse(DETAIL, description="A query parameter out of range."),
+        },
+    ),
     post=extend_schema(
         parameters=[IDEMPOTENCY_KEY_PARAMETER, ETAG_HEADER, VERSION_HEADER_PARAMETER]
     ),
 )
 class UserList(UserViewMixin, generics.ListCreateAPIView):
-    """List every user, or create one."""
+    """List every user, or a page of them searched and ordered; or create one."""
 
-    def list(self, request, *args, **kwargs):
-        return Response(UserListSerializer({"users": self.get_queryset()}).data)
+    filter_backends = [QueryFilter]
+    pagination_class = QueryPagination
 
     def create(self, request, *args, **kwargs):
         return self.once(request, "create", self.perform_write)
