@@ -2,6 +2,8 @@ from base64 import b64encode
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -545,3 +547,56 @@ def test_a_parameter_given_twice_answers_400(reader):
     response = reader.get("/api/v1/users?order=id&order=name")
     assert response.status_code == 400
     assert "at most once" in response.json()["detail"]
+
+
+# ETags: the list's version, or a user's, within the epoch; 304 for the current one.
+
+LIST_QUERIES = [{}, {"search": "a", "order": "-name", "limit": 2}]
+
+
+@pytest.mark.parametrize("parameters", LIST_QUERIES)
+def test_a_list_carries_the_lists_epoch_and_version_as_its_etag(api, parameters):
+    services.user_create(name="Ann")
+    head = UserListVersion.objects.get()
+    assert api.get("/api/v1/users", parameters)["ETag"] == f'"{head.epoch}.{head.number}"'
+
+
+@pytest.mark.parametrize("parameters", LIST_QUERIES)
+def test_a_current_list_etag_answers_304_reading_only_the_version_row(api, parameters):
+    services.user_create(name="Ann")
+    tag = api.get("/api/v1/users", parameters)["ETag"]
+    with CaptureQueriesContext(connection) as queries:
+        response = api.get("/api/v1/users", parameters, HTTP_IF_NONE_MATCH=tag)
+    assert (response.status_code, response.content, response["ETag"]) == (304, b"", tag)
+    assert len(queries) == 1
+    assert "users_userlistversion" in queries[0]["sql"]
+
+
+@pytest.mark.parametrize("offered", ["{tag}", "W/{tag}", '"other", {tag}', "*"])
+def test_if_none_match_takes_weak_tags_lists_and_a_star(api, offered):
+    ann = services.user_create(name="Ann")
+    for path in ("/api/v1/users", detail(ann)):
+        tag = api.get(path)["ETag"]
+        response = api.get(path, HTTP_IF_NONE_MATCH=offered.format(tag=tag))
+        assert response.status_code == 304, path
+
+
+def test_a_list_etag_from_before_a_write_gets_the_new_list(api):
+    services.user_create(name="Ann")
+    tag = api.get("/api/v1/users")["ETag"]
+    bob = services.user_create(name="Bob")
+    response = api.get("/api/v1/users", HTTP_IF_NONE_MATCH=tag)
+    assert response.status_code == 200
+    assert response["ETag"] != tag
+    assert response.json()["users"][-1] == wire(bob)
+
+
+def test_a_user_answer_costs_one_query_and_a_current_etag_answers_304(api):
+    ann = services.user_create(name="Ann")
+    with CaptureQueriesContext(connection) as queries:
+        tag = api.get(detail(ann))["ETag"]
+    assert len(queries) == 1
+    assert api.get(detail(ann), HTTP_IF_NONE_MATCH=tag).status_code == 304
+    services.user_update(ann, name="Anna")
+    renamed = api.get(detail(ann), HTTP_IF_NONE_MATCH=tag)
+    assert (renamed.status_code, renamed.json()["name"]) == (200, "Anna")
