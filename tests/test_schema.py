@@ -15,7 +15,7 @@ def test_the_openapi_schema_is_valid_and_describes_the_rest_api(client):
     assert plain["properties"]["users"]["type"] == "array", "the list is an object with an array"
 
 
-def test_the_schema_describes_the_lists_query_pages_and_etags(client):
+def test_the_schema_describes_the_lists_query_pages_etags_and_throttle(client):
     schema = client.get("/api/schema/", {"format": "json"}).json()
     plain, page = schema["components"]["schemas"]["PaginatedUserList"]["oneOf"]
     assert (plain["required"], plain["additionalProperties"]) == (["users"], False)
@@ -27,7 +27,8 @@ def test_the_schema_describes_the_lists_query_pages_and_etags(client):
     assert parameters["order"]["schema"]["enum"] == ["id", "-id", "name", "-name"]
     limit = parameters["limit"]["schema"]
     assert (limit["minimum"], limit["maximum"]) == (1, 500)
-    assert set(listing["responses"]) == {"200", "304", "400"}
+    assert set(listing["responses"]) == {"200", "304", "400", "429"}
+    assert "Retry-After" in listing["responses"]["429"]["headers"]
     retrieve = schema["paths"]["/api/v1/users/{id}/"]["get"]
     assert "If-None-Match" in {parameter["name"] for parameter in retrieve["parameters"]}
     for operation in (listing, retrieve):

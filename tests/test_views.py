@@ -24,7 +24,7 @@ def api():
 
 @pytest.fixture
 def reader(api):
-    """A client logged in to an account without permissions."""
+    """A client logged in to an account without permissions: its reads are not throttled."""
     api.force_authenticate(make_account("reader"))
     return api
 
@@ -246,7 +246,7 @@ def test_health_answers_503_naming_only_an_unreachable_channel_layer(
     assert str(unused_tcp_port) in caplog.text
 
 
-def test_while_the_cache_is_down_writes_go_through_unthrottled(
+def test_while_the_cache_is_down_writes_and_reads_go_through_unthrottled(
     api, settings, unused_tcp_port, caplog
 ):
     settings.CACHES = {
@@ -255,10 +255,12 @@ def test_while_the_cache_is_down_writes_go_through_unthrottled(
             "LOCATION": f"redis://127.0.0.1:{unused_tcp_port}/0",
         }
     }
-    settings.USERS_REST_WRITE_RATE = "1/min"
+    settings.USERS_REST_WRITE_RATE = settings.USERS_REST_ANONYMOUS_READ_RATE = "1/min"
     statuses = [api.post("/api/v1/users", {"name": f"U{i}"}).status_code for i in range(2)]
-    assert statuses == [201, 201]
-    assert "Write throttle unavailable" in caplog.text
+    statuses += [api.get("/api/v1/users").status_code for _ in range(2)]
+    assert statuses == [201, 201, 200, 200]
+    assert "Write throttle unavailable, letting the write through" in caplog.text
+    assert "Read throttle unavailable, letting the read through" in caplog.text
 
 
 def test_an_idempotency_key_makes_a_retried_create_answer_the_first_user(editor):
@@ -600,3 +602,12 @@ def test_a_user_answer_costs_one_query_and_a_current_etag_answers_304(api):
     services.user_update(ann, name="Anna")
     renamed = api.get(detail(ann), HTTP_IF_NONE_MATCH=tag)
     assert (renamed.status_code, renamed.json()["name"]) == (200, "Anna")
+
+
+def test_anonymous_list_reads_over_their_rate_get_429_and_logged_in_ones_do_not(api, settings):
+    settings.USERS_REST_ANONYMOUS_READ_RATE = "2/min"
+    statuses = [api.get("/api/v1/users", {"limit": 1}).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    assert api.post("/api/v1/users", {"name": "Ann"}).status_code == 201
+    api.force_authenticate(make_account("reader"))
+    assert [api.get("/api/v1/users").status_code for _ in range(3)] == [200] * 3

@@ -39,7 +39,7 @@ from .pagination import QueryPagination
 from .permissions import CanWriteUsers, may_write
 from .routing import SOCKET_PATH
 from .serializers import UserSerializer
-from .throttling import WriteRateThrottle
+from .throttling import AnonymousReadRateThrottle, WriteRateThrottle
 
 logger = logging.getLogger(__name__)
 
@@ -223,18 +223,29 @@ LIST_DESCRIPTION = (
     "With any of them: a page of the users whose name or email contains `search`, in `order`, "
     f"`limit` at a time ({QueryPagination.page_size} without one), with `total`, how many match, "
     "and `next`, the next page's URL (null on the last): the page with a `limit` holds the "
-    "users of a socket's window with the same query."
+    "users of a socket's window with the same query. Anonymous readers are limited to "
+    "USERS_REST_ANONYMOUS_READ_RATE per address."
+)
+RETRY_AFTER_HEADER = OpenApiParameter(
+    "Retry-After",
+    type=int,
+    location=OpenApiParameter.HEADER,
+    response=[429],
+    description="Seconds until the next read is allowed.",
 )
 
 
 @extend_schema_view(
     get=extend_schema(
         description=LIST_DESCRIPTION,
-        parameters=[IF_NONE_MATCH_PARAMETER, LIST_ETAG_HEADER],
+        parameters=[IF_NONE_MATCH_PARAMETER, LIST_ETAG_HEADER, RETRY_AFTER_HEADER],
         responses={
             200: UserSerializer(many=True),
             304: NOT_MODIFIED,
             400: OpenApiResponse(DETAIL, description="A query parameter out of range."),
+            429: OpenApiResponse(
+                DETAIL, description="Anonymous reads over USERS_REST_ANONYMOUS_READ_RATE."
+            ),
         },
     ),
     post=extend_schema(
@@ -246,6 +257,7 @@ class UserList(UserViewMixin, generics.ListCreateAPIView):
 
     filter_backends = [QueryFilter]
     pagination_class = QueryPagination
+    throttle_classes = [WriteRateThrottle, AnonymousReadRateThrottle]
 
     def list(self, request, *args, **kwargs):
         users = self.filter_queryset(self.get_queryset())  # an invalid query: 400, never 304
