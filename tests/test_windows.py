@@ -13,6 +13,7 @@ from users import services
 from users.models import User
 from users.queries import Query
 from users.routing import SOCKET_PATH
+from users.windows import IdSet
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -271,3 +272,21 @@ async def test_resumes_after_random_changes_give_every_window_exact(follow, read
                 held.query,
                 frame,
             )
+
+
+def test_an_id_set_answers_as_a_python_set_does():
+    generator = random.Random(7)
+    ids, expected = IdSet([]), set()
+    for _ in range(2000):
+        user_id = generator.randrange(200)
+        if generator.random() < 0.5:
+            ids.add(user_id)
+            expected.add(user_id)
+        else:
+            ids.discard(user_id)
+            expected.discard(user_id)
+        assert len(ids) == len(expected)
+    assert [user_id in ids for user_id in range(-1, 201)] == [
+        user_id in expected for user_id in range(-1, 201)
+    ]
+    assert list(ids.ids) == sorted(expected)

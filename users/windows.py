@@ -13,6 +13,8 @@ query then share one frame per version they hold; a change that moves no
 window of a query and leaves its total as it was sends them nothing.
 """
 
+from array import array
+from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
@@ -76,13 +78,40 @@ class Window:
         return Frame(self.version, dump(frame), self.epoch, "changes")
 
 
+class IdSet:
+    """
+    A set of user ids as a sorted array: 8 bytes an id, where a Python set
+    takes about 70, for searches that match most of a large list.
+    """
+
+    def __init__(self, ids: Iterable[int]):
+        self.ids = array("q", ids)  # sorted: read in id order
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __contains__(self, user_id: int) -> bool:
+        place = bisect_left(self.ids, user_id)
+        return place < len(self.ids) and self.ids[place] == user_id
+
+    def add(self, user_id: int) -> None:
+        place = bisect_left(self.ids, user_id)
+        if place == len(self.ids) or self.ids[place] != user_id:
+            self.ids.insert(place, user_id)
+
+    def discard(self, user_id: int) -> None:
+        place = bisect_left(self.ids, user_id)
+        if place < len(self.ids) and self.ids[place] == user_id:
+            del self.ids[place]
+
+
 @dataclass
 class Matches:
     """The ids of the users that match a search, as of ``version`` of ``epoch``."""
 
     epoch: str
     version: int
-    ids: set
+    ids: IdSet
 
 
 @dataclass
@@ -214,7 +243,8 @@ class LiveQueries:
         """
         matches = self.matches.get(search)
         if not _can_move(matches, head):
-            ids = set(User.objects.filter(Query(search).matching()).values_list("id", flat=True))
+            matching = User.objects.filter(Query(search).matching()).order_by("id")
+            ids = IdSet(matching.values_list("id", flat=True).iterator(chunk_size=10_000))
             self.matches[search] = Matches(head.epoch, head.version, ids)
             return None
         before = {}
