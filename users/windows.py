@@ -134,6 +134,9 @@ class Changes:
         return not search or getattr(row, self.searches[search])
 
 
+NO_CHANGES = Changes(0, [], [], {})
+
+
 def read_window(query: Query, *, unchanged_since: int | None = None) -> tuple:
     """The query's window from the database, in order; or of the users unchanged since a version."""
     users = User.objects.all()
@@ -227,7 +230,8 @@ class LiveQueries:
             if _can_move(item, head)
         ]
         moving += [version for _, (_, version) in resumes if _resumable(version, head)]
-        changes = read_changes(min(moving), searches) if moving else None
+        since = min(moving, default=head.version)
+        changes = read_changes(since, searches) if since < head.version else NO_CHANGES
         before = {search: self._match(search, head, changes) for search in searches}
         for query, window in windows.items():
             self.current[query] = self._move(query, window, head, changes, before[query.search])
