@@ -24,3 +24,10 @@ def changes(
         "deleted": list(deleted),
     }
     return frame if total is None else {**frame, "total": total}
+
+
+def query_ack(command: dict) -> dict:
+    """The server's ack of a ``query`` action: the query it follows now, defaults filled in."""
+    query = {"search": "", "order": "id", "limit": None, "offset": 0}
+    query.update((name, command[name]) for name in query if name in command)
+    return {"type": "ack", "request_id": command["request_id"], "query": query}
