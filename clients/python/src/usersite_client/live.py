@@ -4,7 +4,6 @@ import asyncio
 import json
 import logging
 import uuid
-from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -76,8 +75,8 @@ class LiveUsers:
         self.client = uuid.uuid4().hex
         self.reconnect = reconnect or Backoff()
         self._list = UserList(Query(search, order, limit, offset))
-        # Queries the server acknowledged whose snapshots have not come yet, oldest first.
-        self._queries_acked: deque[Query] = deque()
+        # The query the server follows since it acknowledged it, until its snapshot comes.
+        self._query_acked: Query | None = None
         self._feed = Feed()
         self._outbox = Outbox()
         self._socket: ClientConnection | None = None
@@ -194,17 +193,17 @@ class LiveUsers:
                     self._receive(text)
             finally:
                 self._socket = None
-                self._follow_newest_acked_query()
+                self._follow_acked_query()
         logger.warning("%s closed the connection (code %s)", self.url, socket.close_code)
 
     def _receive(self, text: str | bytes) -> None:
         frame = _decode(text)
         kind = frame.get("type")
         if kind in ("snapshot", "changes"):
-            if self._queries_acked:
+            if self._query_acked is not None:
                 if kind == "changes":
                     return  # of the window being left: the new one's snapshot replaces it
-                self._list = UserList(self._queries_acked.popleft())
+                self._follow_acked_query()
             update = self._list.apply(frame)
             # The connection works and the list follows it: the next loss
             # waits the shortest delay again, and may resume.
@@ -215,9 +214,9 @@ class LiveUsers:
         elif kind in ("ack", "error"):
             if kind == "ack" and "query" in frame:
                 # Noted before the next frame is read, as the snapshot after it is the new
-                # window's; and from the ack, not the command: a query() cancelled after
-                # sending it still moved the socket.
-                self._queries_acked.append(_acked_query(frame))
+                # window's (the newest ack's: the server may send one for several); and
+                # from the ack, not the command: a query() cancelled once sent still counts.
+                self._query_acked = _acked_query(frame)
             answered = self._outbox.answer(frame)
             if kind == "error" and not answered:  # about no command of ours: the resume, say
                 if frame.get("code") == "invalid_query" and frame.get("request_id") is None:
@@ -226,11 +225,11 @@ class LiveUsers:
                 logger.warning("The server says: %s: %s", frame.get("code"), frame.get("message"))
         # Frames of other types are ignored: a later server may add some.
 
-    def _follow_newest_acked_query(self) -> None:
-        """Start the newest acknowledged query over from its snapshot: the last one never came."""
-        if self._queries_acked:
-            self._list = UserList(self._queries_acked[-1])
-            self._queries_acked.clear()
+    def _follow_acked_query(self) -> None:
+        """Hold the acknowledged query's list from here on, starting from its snapshot."""
+        if self._query_acked is not None:
+            self._list = UserList(self._query_acked)
+            self._query_acked = None
 
     def _end(self, error: BaseException | None) -> None:
         """Stop iterating and raise ``error`` in commands (or say that the LiveUsers is closed)."""
