@@ -8,6 +8,7 @@ from django.contrib.auth.models import Permission
 from django.db import connection, transaction
 
 from users.models import User, next_version
+from users.queries import Query
 
 
 def list_frame(text: str) -> list:
@@ -50,3 +51,34 @@ def change_without_broadcast(name: str) -> User:
     user = User.objects.get(name=name)
     connection.close()  # the caller's thread may be a throwaway one
     return user
+
+
+class HeldWindow:
+    """A client's window, kept by the protocol's rules (docs/protocol.md, "Live queries")."""
+
+    def __init__(self, query: Query):
+        self.query = query
+        self.users: dict[str, dict] = {}
+        self.epoch = self.version = self.total = None
+
+    def apply(self, frame: dict) -> None:
+        if frame["type"] == "snapshot":
+            self.users = {user["id"]: user for user in frame["users"]}
+        else:
+            assert frame["type"] == "changes", frame
+            assert (frame["epoch"], frame["from"]) == (self.epoch, self.version), frame
+            for user in frame["upserted"]:
+                self.users[user["id"]] = user
+            for user_id in frame["deleted"]:
+                self.users.pop(user_id, None)
+        self.epoch, self.version, self.total = frame["epoch"], frame["version"], frame["total"]
+
+    def window(self) -> list:
+        users = [_Wire(user) for user in self.users.values()]
+        self.query.sort(users)
+        return [user.wire for user in users]
+
+
+class _Wire:
+    def __init__(self, wire: dict):
+        self.wire, self.id, self.name = wire, int(wire["id"]), wire["name"]

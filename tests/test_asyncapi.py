@@ -17,6 +17,7 @@ from referencing.jsonschema import DRAFT7
 
 from users import services
 from users.consumers import CLIENT_ID
+from users.queries import MAX_LIMIT, ORDERS, PARAMETERS
 from users.routing import SOCKET_PATH
 
 DOCUMENT_PATH = settings.BASE_DIR / "docs" / "asyncapi.yaml"
@@ -24,7 +25,7 @@ DOCUMENT_URL = "/api/asyncapi.yaml"
 DOCUMENT_URI = "urn:usersite:asyncapi"  # the base that the document's own "#/..." refs resolve in
 
 V1_MESSAGES = {"list", "addUser", "create", "error"}
-V2_MESSAGES = {"snapshot", "changes", "ack", "error", "create", "update", "delete"}
+V2_MESSAGES = {"snapshot", "changes", "ack", "error", "create", "update", "delete", "query"}
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +64,9 @@ def test_the_document_is_served_as_yaml_and_describes_both_protocols(client):
     assert "users.v1" in json.dumps(v1["bindings"])
     assert "users.v2" in json.dumps(v2["bindings"])
     query = v2["bindings"]["ws"]["query"]["properties"]
-    assert set(query) == {"epoch", "version", "client"}
+    assert set(query) == {"epoch", "version", "client", *PARAMETERS}
+    assert query["order"]["enum"] == list(ORDERS)
+    assert query["limit"]["maximum"] == MAX_LIMIT
     assert query["client"]["pattern"] == f"^{CLIENT_ID.pattern}$"
 
 
@@ -136,14 +139,26 @@ async def test_the_frames_the_server_sends_match_the_document(connect, document)
     for query in (resume, "?version=1"):
         resumed = await connect(f"{SOCKET_PATH}{query}", subprotocols=["users.v2"])
         frames += await receive_until(resumed, "changes" if query == resume else "snapshot")
+    windowed = await connect(
+        f"{SOCKET_PATH}?search=a&order=-name&limit=2", subprotocols=["users.v2"]
+    )
+    frames += await receive_until(windowed, "snapshot")
+    await windowed.send_json_to({"action": "query", "limit": 0, "request_id": "bad"})
+    await windowed.send_json_to({"action": "query", "order": "name", "request_id": "q"})
+    frames += await receive_until(windowed, "error", "ack", "snapshot")
+    await v2.send_json_to({"action": "create", "name": "Alan"})
+    frames += await receive_until(windowed, "changes")
     await v1.send_json_to({"action": "create", "name": " "})
     while isinstance(v1_frames[-1], list):  # the lists of the changes above, then the error
         v1_frames.append(json.loads(await v1.receive_from(timeout=3)))
 
     assert {frame["type"] for frame in frames} == {"snapshot", "changes", "ack", "error"}
-    assert all("version" in frame for frame in frames if frame["type"] == "ack")
+    writes = [frame for frame in frames if frame["type"] == "ack" and "query" not in frame]
+    assert writes
+    assert all("version" in frame for frame in writes)
     codes = {frame["code"] for frame in frames if frame["type"] == "error"}
-    assert {"conflict", "not_found", "unknown_action"} <= codes
+    assert {"conflict", "not_found", "unknown_action", "invalid_query"} <= codes
+    assert {"total"} <= frames[-1].keys()  # the live query's change set
     assert {type(frame) for frame in v1_frames} == {list, dict}
     for frame in frames:
         check_frame(document, 2, frame)

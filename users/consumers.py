@@ -12,6 +12,7 @@ import asyncio
 import logging
 import re
 from contextlib import suppress
+from dataclasses import asdict
 from urllib.parse import parse_qs
 from uuid import uuid4
 
@@ -25,11 +26,13 @@ from rest_framework.exceptions import ValidationError
 
 from . import commands, metrics
 from .middleware import requester
+from .queries import InvalidQueryError, Query
 from .relay import relay
 from .snapshots import Frame
 from .throttling import TokenBucket
 
 ADD_USER_COMMAND = "__addUser__"
+QUERY_ACTION = "query"
 CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")  # a v2 client's own random name
 CREATE_ACTION = "create"
 
@@ -60,6 +63,7 @@ class LiveListConsumer(AsyncJsonWebsocketConsumer):
     sender: asyncio.Task | None = None  # runs only while a frame is being sent
     sending_since: float | None = None  # when the send that has not finished began
     write_allowance: TokenBucket | None = None  # made by the first write: idle sockets stay small
+    query: Query | None = None  # a live query's window instead of the whole list (v2)
     groups = ()  # the relay is the group's member; and no list per instance
 
     async def __call__(self, scope, receive, send):
@@ -91,11 +95,12 @@ class LiveListConsumer(AsyncJsonWebsocketConsumer):
         self.unsent: Frame | None = None
         offered = self.scope.get("subprotocols", ())
         await self.accept(self.subprotocol if self.subprotocol in offered else None)
-        await self.accepted()
-        await relay().add(self)
+        if await self.accepted():
+            await relay().add(self)
 
-    async def accepted(self) -> None:
-        """Speak to the client before its first list, if the protocol has to."""
+    async def accepted(self) -> bool:
+        """Speak to the client before its first list, if the protocol has to; False: send none."""
+        return True
 
     async def disconnect(self, code):
         """Stop sending."""
@@ -241,17 +246,24 @@ class UserChangesConsumer(LiveListConsumer):
         "Write at most {rate:g} times a second (bursts of {burst}); this one was not carried out."
     )
     holds: tuple[str | None, int | None] = (None, None)  # (epoch, version) the client holds
+    query_allowance: TokenBucket | None = None  # made by the first query change
     client: str | None = None  # made by the first write: idle sockets stay small
 
-    async def accepted(self) -> None:
-        problem = self.read_resume()
+    async def accepted(self) -> bool:
+        parameters = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        try:
+            self.query = Query.from_url(parameters)
+        except InvalidQueryError as exc:
+            await self.send_error("invalid_query", f"{exc} No list is sent until a valid query.")
+            return False
+        problem = self.read_resume(parameters)
         if problem is not None:
             await self.send_error("invalid", problem)
+        return True
 
-    def read_resume(self) -> str | None:
+    def read_resume(self, parameters: dict[str, list[str]]) -> str | None:
         """Take the version the client holds from the URL; return what is wrong with it."""
-        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-        epoch, version = query.get("epoch"), query.get("version")
+        epoch, version = parameters.get("epoch"), parameters.get("version")
         if epoch is None and version is None:
             return None
         if epoch is None or version is None or len(epoch) > 1 or len(version) > 1:
@@ -288,9 +300,14 @@ class UserChangesConsumer(LiveListConsumer):
         # Echoed in this command's error frames, where it is a request id.
         extra = {"request_id": request_id} if commands.is_request_id(request_id) else {}
         action = content.get("action")
+        if action == QUERY_ACTION:
+            await self.change_query(content, extra)
+            return
         if not isinstance(action, str) or action not in commands.PERMISSION:
             await self.send_error(
-                "unknown_action", 'Send {"action": "create" | "update" | "delete", ...}.', **extra
+                "unknown_action",
+                'Send {"action": "create" | "update" | "delete" | "query", ...}.',
+                **extra,
             )
             return
         if not await self.may_write(**extra):
@@ -306,3 +323,32 @@ class UserChangesConsumer(LiveListConsumer):
         else:
             with suppress(*CLIENT_GONE):
                 await self.send_json({"type": "ack", "request_id": request_id, **result})
+
+    async def change_query(self, content: dict, extra: dict) -> None:
+        """Follow another window: an ack, then its snapshot; on an error, the old one."""
+        if self.query_allowance is None:
+            self.query_allowance = TokenBucket(
+                settings.USERS_SOCKET_QUERY_RATE, settings.USERS_SOCKET_QUERY_BURST
+            )
+        if not self.query_allowance.take():
+            metrics.RATE_LIMITED.labels(via="socket").inc()
+            await self.send_error(
+                "rate_limited",
+                f"Change the query at most {settings.USERS_SOCKET_QUERY_RATE:g} times a second "
+                f"(bursts of {settings.USERS_SOCKET_QUERY_BURST}); this one was not.",
+                **extra,
+            )
+            return
+        try:
+            query = Query.parse(content)
+        except InvalidQueryError as exc:
+            await self.send_error("invalid_query", str(exc), **extra)
+            return
+        # From now on the client is sent nothing of the old window but a frame
+        # already on its way; the next refresh sends the new window's snapshot.
+        self.query, self.holds, self.version, self.unsent = query, (None, None), -1, None
+        with suppress(*CLIENT_GONE):
+            await self.send_json(
+                {"type": "ack", "request_id": extra.get("request_id"), "query": asdict(query)}
+            )
+        await relay().add(self)

@@ -132,11 +132,15 @@ class Query:
         return self.key(first) < self.key(second)
 
     def as_parameters(self) -> dict:
-        """This query as URL parameters, defaults left out."""
-        given = {"search": self.search, "order": self.order, "limit": self.limit}
-        given["offset"] = self.offset
+        """
+        This query as URL parameters: ``order`` always (any of them makes a
+        subscription a live query's), the others where not the default.
+        """
+        given = {"search": self.search, "limit": self.limit, "offset": self.offset}
         defaults = Query()
-        return {name: value for name, value in given.items() if value != getattr(defaults, name)}
+        return {"order": self.order} | {
+            name: value for name, value in given.items() if value != getattr(defaults, name)
+        }
 
 
 def _id(user) -> int:

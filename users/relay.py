@@ -37,7 +37,7 @@ from redis.exceptions import RedisError
 
 from usersite import redis_servers
 
-from . import metrics, restores, snapshots
+from . import metrics, restores, snapshots, windows
 
 GROUP = "users"
 CHANGED_EVENT = "users.changed"
@@ -159,6 +159,7 @@ class Relay:
         self.announced: tuple[str, int] | None = None  # the newest version to publish
         self.refresher = SingleFlight(loop, self.refresh)
         self.sockets = weakref.WeakSet()
+        self.live = windows.LiveQueries()
         self.layer = get_channel_layer()
         self.renew_interval = getattr(self.layer, "group_expiry", 86400) / 4
         self.channel: str | None = None
@@ -260,18 +261,32 @@ class Relay:
 
         One read for all of them: every user if a v1 socket or a v2 socket
         without a usable version needs the whole list, else the changes since
-        the oldest version a v2 socket holds. Sockets that hold the same
-        version share one encoded frame.
+        the oldest version a v2 socket holds; in the same moment, the windows
+        of live queries (users.windows). Sockets that hold the same version
+        (of the same query) share one encoded frame.
         """
         stale = self.stale_sockets()
         if not stale:
             return
         started = time.perf_counter()
-        resumes = {socket.holds for socket in stale if socket.protocol == 2}
-        everyone = any(socket.protocol == 1 for socket in stale)
+        whole = [socket for socket in stale if socket.query is None]
+        resumes = {socket.holds for socket in whole if socket.protocol == 2}
+        everyone = any(socket.protocol == 1 for socket in whole)
+        queries = {socket.query for socket in stale if socket.query is not None}
+        live = self.live
+        queries |= live.current.keys()
+        from_elsewhere = {
+            (socket.query, socket.holds)
+            for socket in stale
+            if socket.query is not None
+            and socket.holds[1] is not None
+            and socket.holds[1] not in live.held.get(socket.query, {})
+        }
         try:
             reading = await database_sync_to_async(snapshots.read)(
-                everyone=everyone, resumes=resumes
+                everyone=everyone,
+                resumes=resumes,
+                also=functools.partial(live.advance, queries=queries, resumes=from_elsewhere),
             )
         except Exception:
             logger.exception("Could not read the users list; the next check tries again")
@@ -279,6 +294,9 @@ class Relay:
         self.hear(reading.head.epoch, reading.head.version)
         frames = {}
         for socket in self.stale_sockets():
+            if socket.query is not None:
+                self.offer_window(socket, reading.also, frames)
+                continue
             if socket.protocol == 1:
                 frame = reading.v1 if reading.everyone else None
             else:
@@ -289,7 +307,26 @@ class Relay:
                 frame = frames[holds]
             if frame is not None:
                 socket.offer(frame)
+        live.keep(self.sockets)
         metrics.FANOUT_DURATION.observe(time.perf_counter() - started)
+
+    def offer_window(self, socket, resumed: dict, frames: dict) -> None:
+        """Offer a socket of a live query what changed in its window, if anything did."""
+        window = self.live.current.get(socket.query)
+        if window is None:
+            return  # a query asked for while the list was read: the next refresh reads it
+        key = (socket.query, socket.holds)
+        if key not in frames:
+            frame = self.live.frame_for(*key)
+            frames[key] = resumed.get(key, window.snapshot) if frame is False else frame
+        frame = frames[key]
+        if frame is None and socket.version < 0:
+            # A client that resumes gets a first frame, if an empty one.
+            frame = window.changes(socket.holds[1], [], [])
+        if frame is None:
+            socket.version = window.version  # nothing it shows changed: it is up to date
+        else:
+            socket.offer(frame)
 
     async def supervise(self, job) -> None:
         """Run ``job`` for the life of the loop, restarting it whenever it fails."""

@@ -12,7 +12,7 @@ goes to (users.relay groups them).
 """
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from operator import attrgetter
@@ -78,6 +78,7 @@ class Reading:
     everyone: bool
     since: int | None = None
     deleted: list | None = None  # (user id, version) of the deletions since ``since``
+    also: object = None  # what ``read``'s ``also`` returned
 
     @cached_property
     def array(self) -> str:
@@ -134,11 +135,17 @@ class Reading:
         return Frame(head.version, dump(frame), head.epoch, "changes")
 
 
-def read(*, everyone: bool, resumes: Iterable[tuple[str | None, int | None]] = ()) -> Reading:
+def read(
+    *,
+    everyone: bool,
+    resumes: Iterable[tuple[str | None, int | None]] = (),
+    also: Callable[[Head], object] | None = None,
+) -> Reading:
     """
     Read the list's head with every user (``everyone``, or a v2 client that
     needs a snapshot among ``resumes``), or with the users and deletions since
-    the oldest of the (epoch, version) pairs in ``resumes``.
+    the oldest of the (epoch, version) pairs in ``resumes``; with neither, no
+    user. ``also(head)`` reads more in the same moment (live queries' windows).
     """
     resumes = set(resumes)
     snapshot = connection.vendor == "postgresql" and not connection.in_atomic_block
@@ -160,7 +167,9 @@ def read(*, everyone: bool, resumes: Iterable[tuple[str | None, int | None]] = (
         resumable = [version for epoch, version in resumes if head.can_resume(epoch, version)]
         everyone = everyone or len(resumable) < len(resumes)
         since = min(resumable, default=None)
-        if everyone:
+        if not everyone and since is None:
+            users = User.objects.none()
+        elif everyone:
             users = User.objects.order_by("id")
         else:
             # Unordered: with ORDER BY id, SQLite walks the whole table in id
@@ -176,7 +185,8 @@ def read(*, everyone: bool, resumes: Iterable[tuple[str | None, int | None]] = (
             deleted = list(
                 UserTombstone.objects.filter(version__gt=since).values_list("user_id", "version")
             )
-    return Reading(head, rows, everyone, since, deleted)
+        more = also(head) if also is not None else None
+    return Reading(head, rows, everyone, since, deleted, more)
 
 
 def current_version() -> tuple[str, int]:

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import uuid
+from collections import Counter
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from types import SimpleNamespace
@@ -448,3 +449,31 @@ class ChangesWatcher:
     async def close(self) -> None:
         await self.ws.close()
         await self.task
+
+
+def raised_in(text: str) -> Counter:
+    """The exceptions that tracebacks in a log end with, counted by type."""
+    found, inside = Counter(), False
+    for line in text.splitlines():
+        if line.startswith("Traceback (most recent call last)"):
+            inside = True
+        elif inside and line and not line[0].isspace():
+            found[line.split(":", 1)[0]] += 1
+            inside = False
+    return found
+
+
+def log_problems(servers, marks: list[int]) -> list[str]:
+    """A problem per server whose log gained a traceback or an ERROR line during the test."""
+    problems = []
+    for server, mark in zip(servers, marks, strict=True):
+        text = server.log.read_text(errors="replace")[mark:]
+        errors = [line for line in text.splitlines() if " ERROR " in line]
+        tracebacks = text.count("Traceback")
+        if errors or tracebacks:
+            first = f"; the first: {errors[0][:300]}" if errors else ""
+            problems.append(
+                f"server :{server.port} logged {tracebacks} tracebacks and {len(errors)} ERROR "
+                f"lines, raising {dict(raised_in(text))}{first} (log: {server.log})"
+            )
+    return problems

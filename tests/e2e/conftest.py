@@ -14,10 +14,12 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import psycopg
 import pytest
 
@@ -161,3 +163,41 @@ def own_redis(tmp_path):
     yield redis
     if redis.process.poll() is None:
         redis.stop()
+
+
+# Two processes where the channel layer (Redis) reaches both; one otherwise.
+PROCESSES = 2 if os.environ.get("REDIS_URL") else 1
+
+
+@pytest.fixture(scope="module")
+def servers(server_env, tmp_path_factory) -> list:
+    """The module's uvicorn processes, started at once; each test reads its part of their logs."""
+    launcher = Launcher(server_env, tmp_path_factory.mktemp("logs"))
+    try:
+        with ThreadPoolExecutor(PROCESSES) as pool:
+            started = list(pool.map(lambda _: launcher("uvicorn"), range(PROCESSES)))
+        yield started
+    finally:
+        launcher.stop_all()
+
+
+@pytest.fixture
+def log_marks(servers) -> list[int]:
+    """Where each server's log stood when the test began."""
+    return [len(server.log.read_text(errors="replace")) for server in servers]
+
+
+# uvicorn closes a connection idle for 5 s; a client reusing it at that moment gets a
+# ReadError. Clients here drop their idle connections well before.
+KEEP_ALIVE = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=2)
+
+
+@pytest.fixture
+async def rest(servers) -> list:
+    """One HTTP client per server, in the order of ``servers``."""
+    clients = [
+        httpx.AsyncClient(base_url=server.url, timeout=30, limits=KEEP_ALIVE) for server in servers
+    ]
+    yield clients
+    for client in clients:
+        await client.aclose()

@@ -24,7 +24,6 @@ import sys
 import time
 import uuid
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from types import SimpleNamespace
 
@@ -42,14 +41,13 @@ from tests.e2e.clients import (
     admin_session,
     brief,
     database_list,
+    log_problems,
+    raised_in,
     unique_name,
 )
-from tests.e2e.conftest import Launcher
 
 pytestmark = pytest.mark.backends
 
-# Two processes where the channel layer (Redis) reaches both; one otherwise.
-PROCESSES = 2 if os.environ.get("REDIS_URL") else 1
 CONVERGE_SECONDS = 10  # for every client to hold the database's list once writes end
 
 
@@ -58,69 +56,7 @@ def on(items: list, k: int):
     return items[k % len(items)]
 
 
-@pytest.fixture(scope="module")
-def servers(server_env, tmp_path_factory) -> list:
-    """The module's uvicorn processes, started at once; each test reads its part of their logs."""
-    launcher = Launcher(server_env, tmp_path_factory.mktemp("logs"))
-    try:
-        with ThreadPoolExecutor(PROCESSES) as pool:
-            started = list(pool.map(lambda _: launcher("uvicorn"), range(PROCESSES)))
-        yield started
-    finally:
-        launcher.stop_all()
-
-
-@pytest.fixture
-def log_marks(servers) -> list[int]:
-    """Where each server's log stood when the test began."""
-    return [len(server.log.read_text(errors="replace")) for server in servers]
-
-
-# uvicorn closes a connection idle for 5 s; a client reusing it at that moment gets a
-# ReadError. Clients here drop their idle connections well before.
-KEEP_ALIVE = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=2)
-
-
-@pytest.fixture
-async def rest(servers) -> list:
-    """One HTTP client per server, in the order of ``servers``."""
-    clients = [
-        httpx.AsyncClient(base_url=server.url, timeout=30, limits=KEEP_ALIVE) for server in servers
-    ]
-    yield clients
-    for client in clients:
-        await client.aclose()
-
-
 # -- what a test checks at its end ---------------------------------------------------
-
-
-def raised_in(text: str) -> Counter:
-    """The exceptions that tracebacks in a log end with, counted by type."""
-    found, inside = Counter(), False
-    for line in text.splitlines():
-        if line.startswith("Traceback (most recent call last)"):
-            inside = True
-        elif inside and line and not line[0].isspace():
-            found[line.split(":", 1)[0]] += 1
-            inside = False
-    return found
-
-
-def log_problems(servers, marks: list[int]) -> list[str]:
-    """A problem per server whose log gained a traceback or an ERROR line during the test."""
-    problems = []
-    for server, mark in zip(servers, marks, strict=True):
-        text = server.log.read_text(errors="replace")[mark:]
-        errors = [line for line in text.splitlines() if " ERROR " in line]
-        tracebacks = text.count("Traceback")
-        if errors or tracebacks:
-            first = f"; the first: {errors[0][:300]}" if errors else ""
-            problems.append(
-                f"server :{server.port} logged {tracebacks} tracebacks and {len(errors)} ERROR "
-                f"lines, raising {dict(raised_in(text))}{first} (log: {server.log})"
-            )
-    return problems
 
 
 def difference(held: list, expected: list) -> str:
