@@ -130,6 +130,8 @@ async def test_a_window_stays_exact_while_another_client_writes(server):
     assert window(third) == ([bea["id"], cara["id"]], 2)
 
 
+# The server's name order is its database's: SQLite's and PostgreSQL's must both be the client's.
+@pytest.mark.backends
 async def test_query_moves_the_window_which_the_client_orders_as_the_server_does(server):
     tag = search_tag()
     # ASCII letters compare lowercased ("bea" and "Bea" tie, by id), others by code point.
