@@ -24,7 +24,7 @@ from django.db.models import BooleanField, ExpressionWrapper
 from .models import User, UserTombstone
 from .queries import Query
 from .serializers import UserSerializer
-from .snapshots import ROW_FIELDS, Frame, Head, dump
+from .snapshots import ROW_FIELDS, Frame, Head, changes_frame, dump, snapshot_frame
 
 
 @dataclass(frozen=True)
@@ -45,11 +45,7 @@ class Window:
     @cached_property
     def snapshot(self) -> Frame:
         users = dump(UserSerializer(self.users, many=True).data)
-        text = (
-            f'{{"type":"snapshot","epoch":{dump(self.epoch)},"version":{self.version},'
-            f'"users":{users},"total":{self.total}}}'
-        )
-        return Frame(self.version, text, self.epoch, "snapshot")
+        return snapshot_frame(self.epoch, self.version, users, total=self.total)
 
     def changes_since(self, held: "Window") -> Frame | None:
         """
@@ -66,16 +62,7 @@ class Window:
         """A change set from ``since``, or the snapshot where it would be larger."""
         if len(upserted) + len(deleted) > max(len(self.users), 1):
             return self.snapshot
-        frame = {
-            "type": "changes",
-            "epoch": self.epoch,
-            "from": since,
-            "version": self.version,
-            "upserted": UserSerializer(upserted, many=True).data,
-            "deleted": deleted,
-            "total": self.total,
-        }
-        return Frame(self.version, dump(frame), self.epoch, "changes")
+        return changes_frame(self.epoch, since, self.version, upserted, deleted, total=self.total)
 
 
 class IdSet:
