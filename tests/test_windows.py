@@ -216,17 +216,23 @@ async def random_change(generator: random.Random, alive: list) -> None:
         await delete(user_id)
 
 
+async def follow_every_query(follow) -> list[list]:
+    """A client on each of QUERIES, holding its first frame: [socket, HeldWindow] each."""
+    clients = []
+    for query in QUERIES:
+        held = HeldWindow(query)
+        socket = await follow(**query.as_parameters())
+        held.apply(await receive_frame(socket))
+        clients.append([socket, held])
+    return clients
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 async def test_random_changes_keep_every_window_exact(follow, reader, seed):
     """After every change settles, each window equals the database's page of its query."""
     generator = random.Random(seed)
     alive = [(await create(name=generator.choice(NAMES))).pk for _ in range(8)]
-    sockets = []
-    for query in QUERIES:
-        held = HeldWindow(query)
-        socket = await follow(**query.as_parameters())
-        held.apply(await receive_frame(socket))
-        sockets.append((socket, held))
+    sockets = await follow_every_query(follow)
     resumed = None
     for step in range(30):
         await random_change(generator, alive)
@@ -251,19 +257,14 @@ async def test_resumes_after_random_changes_give_every_window_exact(follow, read
     """
     generator = random.Random(seed)
     alive = [(await create(name=generator.choice(NAMES))).pk for _ in range(10)]
-    clients = []
-    for query in QUERIES:
-        held = HeldWindow(query)
-        socket = await follow(**query.as_parameters())
-        held.apply(await receive_frame(socket))
-        clients.append([socket, held])
+    clients = await follow_every_query(follow)
     for _ in range(4):
         for client in clients:
             await client[0].disconnect()
         for _ in range(generator.randint(1, 4)):
             await random_change(generator, alive)
         for client in clients:
-            socket, held = client
+            held = client[1]
             resume = {"epoch": held.epoch, "version": held.version}
             client[0] = await follow(**held.query.as_parameters(), **resume)
             frame = await receive_frame(client[0])
