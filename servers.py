@@ -75,10 +75,12 @@ def proxy_options(env: dict) -> list[str]:
     return ["--proxy-headers", "--forwarded-allow-ips", ",".join(proxies)]
 
 
-# Lifts the per-client write limits (users.throttling): for the benchmarks and
-# the tests that write in bursts on purpose. The limits have tests of their own.
+# Lifts the per-client write limits, and the anonymous read limit (users.throttling):
+# for the benchmarks and the tests that write and read in bursts on purpose. The
+# limits have tests of their own.
 NO_WRITE_LIMITS = {
     "USERS_REST_WRITE_RATE": "1000000/s",
+    "USERS_REST_ANONYMOUS_READ_RATE": "1000000/s",
     "USERS_SOCKET_CREATE_RATE": "1000000",
     "USERS_SOCKET_CREATE_BURST": "1000000",
 }

@@ -131,11 +131,12 @@ async def test_error_frames_are_counted_by_code(scrapable, connect):
         assert moved == count, code
 
 
-async def test_rate_limited_writes_are_counted_for_the_socket_and_rest(
+async def test_rate_limited_requests_are_counted_for_the_socket_and_rest(
     scrapable, settings, connect
 ):
     settings.USERS_SOCKET_CREATE_RATE, settings.USERS_SOCKET_CREATE_BURST = 0.001, 1
     settings.USERS_REST_WRITE_RATE = "1/min"
+    settings.USERS_REST_ANONYMOUS_READ_RATE = "1/min"
     socket = await connect()
     await receive_list(socket)
     before = await scrape()
@@ -149,8 +150,10 @@ async def test_rate_limited_writes_are_counted_for_the_socket_and_rest(
         for n in ("Ann", "Bob")
     ]
     assert statuses == [201, 429]
+    reads = [(await rest.get("/api/v1/users")).status_code for _ in range(2)]
+    assert reads == [200, 429]
     after = await scrape()
-    for via in ("socket", "rest"):
+    for via in ("socket", "rest", "rest_read"):
         moved = value(after, "usersite_rate_limited_total", via=via) - value(
             before, "usersite_rate_limited_total", via=via
         )

@@ -41,8 +41,23 @@ def test_the_count_not_the_list_announces_changes(client):
 
 
 @pytest.mark.parametrize(
-    "module", ["live-list.js", "add-user-form.js", "user-list.js", "virtual-list.js"]
+    "path",
+    [
+        "users/live-list.js",
+        "users/add-user-form.js",
+        "users/list-controls.js",
+        "users/virtual-list.js",
+        # The JavaScript client, from clients/js/src (STATICFILES_DIRS): live-list.js imports it.
+        "usersite-client/usersite-client.js",
+    ],
 )
-def test_the_page_scripts_are_served(client, module):
-    response = client.get(f"/static/users/{module}")
+def test_the_page_scripts_are_served(client, path):
+    response = client.get(f"/static/{path}")
     assert response.status_code == 200
+
+
+def test_the_page_has_a_search_box_and_sort_buttons_for_the_id_and_name_columns(client):
+    page = client.get("/").content.decode()
+    assert '<label for="search">' in page
+    assert re.search(r'<button type="button"[^>]*data-column="id"[^>]*aria-pressed="true"', page)
+    assert re.search(r'<button type="button"[^>]*data-column="name"[^>]*aria-pressed="false"', page)

@@ -11,8 +11,29 @@ def test_the_openapi_schema_is_valid_and_describes_the_rest_api(client):
     validate_schema(schema)  # against the OpenAPI 3 JSON schema; raises when invalid
     assert schema["openapi"].startswith("3.")
     assert {"/api/v1/users/", "/api/v1/users/{id}/"} <= set(schema["paths"])
-    users = schema["components"]["schemas"]["UserList"]["properties"]["users"]
-    assert users["type"] == "array", "the REST list is an object holding an array"
+    plain = schema["components"]["schemas"]["PaginatedUserList"]["oneOf"][0]
+    assert plain["properties"]["users"]["type"] == "array", "the list is an object with an array"
+
+
+def test_the_schema_describes_the_lists_query_pages_etags_and_throttle(client):
+    schema = client.get("/api/schema/", {"format": "json"}).json()
+    plain, page = schema["components"]["schemas"]["PaginatedUserList"]["oneOf"]
+    assert (plain["required"], plain["additionalProperties"]) == (["users"], False)
+    assert page["required"] == ["users", "total", "next"]
+    assert page["properties"]["next"]["nullable"]
+    listing = schema["paths"]["/api/v1/users/"]["get"]
+    parameters = {parameter["name"]: parameter for parameter in listing["parameters"]}
+    assert set(parameters) == {"search", "order", "limit", "cursor", "If-None-Match"}
+    assert parameters["order"]["schema"]["enum"] == ["id", "-id", "name", "-name"]
+    limit = parameters["limit"]["schema"]
+    assert (limit["minimum"], limit["maximum"]) == (1, 500)
+    assert set(listing["responses"]) == {"200", "304", "400", "429"}
+    assert "Retry-After" in listing["responses"]["429"]["headers"]
+    retrieve = schema["paths"]["/api/v1/users/{id}/"]["get"]
+    assert "If-None-Match" in {parameter["name"] for parameter in retrieve["parameters"]}
+    for operation in (listing, retrieve):
+        assert {"200", "304"} <= set(operation["responses"])
+        assert "ETag" in operation["responses"]["304"]["headers"]
 
 
 def test_the_interactive_docs_load_their_files_from_this_site(client):

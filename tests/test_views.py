@@ -1,11 +1,16 @@
+from base64 import b64encode
+
 import pytest
 from asgiref.sync import sync_to_async
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from tests.helpers import make_account, receive_list, wire
 from users import commands, services
 from users.models import User, UserListVersion
+from users.queries import ORDERS, Query, sort_name
 
 pytestmark = pytest.mark.django_db
 
@@ -15,6 +20,13 @@ LIST_PATHS = ["/api/v1/users", "/api/v1/users/"]
 @pytest.fixture
 def api():
     return APIClient()
+
+
+@pytest.fixture
+def reader(api):
+    """A client logged in to an account without permissions: its reads are not throttled."""
+    api.force_authenticate(make_account("reader"))
+    return api
 
 
 @pytest.fixture
@@ -35,6 +47,20 @@ def test_list_wraps_the_users_ordered_by_id_in_an_object(api, path):
     response = api.get(path)
     assert response.status_code == 200
     assert response.json() == {"users": [wire(bob), wire(ann)]}
+
+
+@pytest.mark.parametrize("query", ["", "?format=json", "?other=1"])
+def test_without_a_query_the_list_is_byte_for_byte_the_plain_answer(api, query):
+    zoe = services.user_create(name="Zoë", email="z@example.org")
+    emile = services.user_create(name='Émile "q"')
+    response = api.get(f"/api/v1/users{query}")
+    assert (
+        response.content
+        == (
+            f'{{"users":[{{"id":"{zoe.pk}","name":"Zoë","email":"z@example.org"}},'
+            f'{{"id":"{emile.pk}","name":"Émile \\"q\\"","email":""}}]}}'
+        ).encode()
+    )
 
 
 @pytest.mark.parametrize("path", LIST_PATHS)
@@ -220,7 +246,7 @@ def test_health_answers_503_naming_only_an_unreachable_channel_layer(
     assert str(unused_tcp_port) in caplog.text
 
 
-def test_while_the_cache_is_down_writes_go_through_unthrottled(
+def test_while_the_cache_is_down_writes_and_reads_go_through_unthrottled(
     api, settings, unused_tcp_port, caplog
 ):
     settings.CACHES = {
@@ -229,10 +255,12 @@ def test_while_the_cache_is_down_writes_go_through_unthrottled(
             "LOCATION": f"redis://127.0.0.1:{unused_tcp_port}/0",
         }
     }
-    settings.USERS_REST_WRITE_RATE = "1/min"
+    settings.USERS_REST_WRITE_RATE = settings.USERS_REST_ANONYMOUS_READ_RATE = "1/min"
     statuses = [api.post("/api/v1/users", {"name": f"U{i}"}).status_code for i in range(2)]
-    assert statuses == [201, 201]
-    assert "Write throttle unavailable" in caplog.text
+    statuses += [api.get("/api/v1/users").status_code for _ in range(2)]
+    assert statuses == [201, 201, 200, 200]
+    assert "Write throttle unavailable, letting the write through" in caplog.text
+    assert "Read throttle unavailable, letting the read through" in caplog.text
 
 
 def test_an_idempotency_key_makes_a_retried_create_answer_the_first_user(editor):
@@ -370,3 +398,216 @@ def test_an_anonymous_idempotency_key_answers_400_and_writes_nothing(api):
     assert response.status_code == 400
     assert set(response.json()) == {"Idempotency-Key"}
     assert not User.objects.exists()
+
+
+# Live queries in REST (docs/protocol.md, "Live queries"): the users of a query, paged.
+
+# Names that order differently by code point, by a locale and by ASCII-lowercased
+# code point (the protocol's order), with ties in every sense.
+NAMES = ["b", "B", "a", "É", "é", "Z", "_", "b", "a", "Ann", "ann", "ANN", "z", "é", "Bob", "a"]
+
+
+def create_users(names=NAMES) -> list[User]:
+    return [services.user_create(name=name) for name in names]
+
+
+def in_order(users: list[User], order: str) -> list[dict]:
+    """``users`` on the wire as the protocol orders them, computed here, not by the database."""
+    by_id = sorted(users, key=lambda user: user.id)
+    if order in ("id", "-id"):
+        return [wire(user) for user in (by_id if order == "id" else by_id[::-1])]
+    # sorted() is stable, also in reverse: ties stay in id order.
+    ordered = sorted(by_id, key=lambda user: sort_name(user.name), reverse=order == "-name")
+    return [wire(user) for user in ordered]
+
+
+def walk(client, url: str, parameters: dict, pages: int = 50) -> tuple[list, set]:
+    """Follow ``next`` from the first page; return the pages' users, in order, and their totals."""
+    answer = client.get(url, parameters).json()
+    users, totals = answer["users"], {answer["total"]}
+    for _ in range(pages):
+        if answer["next"] is None:
+            return users, totals
+        answer = client.get(answer["next"]).json()
+        users += answer["users"]
+        totals.add(answer["total"])
+    pytest.fail(f"next still led on after {pages} pages")
+
+
+def test_the_name_order_is_ascii_lowercased_code_point_order_with_ties_by_id(reader):
+    create_users()
+    response = reader.get("/api/v1/users", {"order": "name", "limit": 500})
+    names = [user["name"] for user in response.json()["users"]]
+    assert names == [
+        *("_", "a", "a", "a", "Ann", "ann", "ANN", "b", "B", "b", "Bob"),
+        *("Z", "z", "É", "é", "é"),
+    ]
+    ids = [int(user["id"]) for user in response.json()["users"]]
+    assert ids[1:4] == sorted(ids[1:4]), "equal names by id, ascending"
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("search", ["", "b"])
+@pytest.mark.parametrize("limit", [1, 3, 500])
+def test_following_next_walks_the_whole_query_in_order(reader, order, search, limit):
+    users = create_users()
+    matching = [user for user in users if search in user.name.lower()]
+    walked, totals = walk(
+        reader, "/api/v1/users", {"search": search, "order": order, "limit": limit}
+    )
+    assert walked == in_order(matching, order)
+    assert totals == {len(matching)}
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("search", ["", "AN"])
+def test_a_page_holds_the_socket_window_of_its_query(reader, order, search):
+    create_users()
+    answer = reader.get("/api/v1/users", {"search": search, "order": order, "limit": 4}).json()
+    window = Query(search, order, 4).apply(User.objects.all())[:4]
+    assert answer["users"] == [wire(user) for user in window]
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_a_next_link_goes_on_after_its_page_whatever_was_written_meanwhile(reader, order):
+    users = create_users(["Bob", "Cy", "Dee", "Eve", "Fay", "Gil"])
+    first = reader.get("/api/v1/users", {"order": order, "limit": 2}).json()
+    last = next(user for user in users if wire(user) == first["users"][-1])
+    User.objects.filter(pk__in=[user["id"] for user in first["users"]]).delete()
+    services.user_create(name="Al")  # first by name, last by id
+    later = [user for user in User.objects.all() if Query(order=order).precedes(last, user)]
+    assert reader.get(first["next"]).json()["users"] == in_order(later, order)[:2]
+
+
+@pytest.mark.parametrize("order", ["name", "-name"])
+def test_more_equal_names_than_drfs_offset_cutoff_are_walked_to_the_end(reader, order):
+    User.objects.bulk_create(User(name="Same") for _ in range(1600))
+    walked, _ = walk(reader, "/api/v1/users", {"order": order, "limit": 500}, pages=5)
+    assert [user["id"] for user in walked] == [
+        str(pk) for pk in User.objects.values_list("pk", flat=True)
+    ]
+
+
+def test_search_matches_the_name_or_the_email_in_any_case(reader):
+    ann = services.user_create(name="Ann")
+    joanne = services.user_create(name="joANNe")
+    bob = services.user_create(name="Bob", email="ANNA@example.org")
+    services.user_create(name="Cy", email="cy@example.org")
+    answer = reader.get("/api/v1/users", {"search": "aNn"}).json()
+    assert answer == {"users": [wire(ann), wire(joanne), wire(bob)], "total": 3, "next": None}
+
+
+def test_a_search_without_a_limit_gets_pages_of_100(reader):
+    User.objects.bulk_create(User(name=f"U{n}") for n in range(101))
+    first = reader.get("/api/v1/users", {"search": ""}).json()
+    assert (len(first["users"]), first["total"]) == (100, 101)
+    last = reader.get(first["next"]).json()
+    assert (len(last["users"]), last["total"], last["next"]) == (1, 101, None)
+
+
+def test_without_a_query_the_list_holds_every_user_beyond_a_page(reader):
+    User.objects.bulk_create(User(name=f"U{n}") for n in range(101))
+    assert len(reader.get("/api/v1/users").json()["users"]) == 101
+
+
+def test_a_search_that_matches_nobody_answers_an_empty_page(reader):
+    services.user_create(name="Ann")
+    answer = reader.get("/api/v1/users", {"search": "zz", "limit": 5}).json()
+    assert answer == {"users": [], "total": 0, "next": None}
+
+
+def cursor(position: str) -> str:
+    """A cursor as DRF encodes one, at ``position``."""
+    return b64encode(f"p={position}".encode()).decode()
+
+
+@pytest.mark.parametrize(
+    ("parameters", "named"),
+    [
+        ({"order": "age"}, "order"),
+        ({"limit": "0"}, "limit"),
+        ({"limit": "501"}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"search": "x" * 101}, "search"),
+        ({"search": "a\x00"}, "search"),
+        ({"limit": "5", "offset": "5"}, "offset"),
+        ({"cursor": "not a cursor"}, "cursor"),
+        ({"cursor": cursor("ann")}, "cursor"),  # a name where the id order has an id
+        ({"cursor": cursor("9" * 5000)}, "cursor"),
+        ({"cursor": cursor("a%00"), "order": "name"}, "cursor"),
+    ],
+)
+def test_an_invalid_query_answers_400_naming_the_parameter(reader, parameters, named):
+    services.user_create(name="Ann")
+    response = reader.get("/api/v1/users", parameters)
+    assert response.status_code == 400
+    assert list(response.json()) == ["detail"]
+    assert response.json()["detail"].startswith(f"{named}: ")
+
+
+def test_a_parameter_given_twice_answers_400(reader):
+    response = reader.get("/api/v1/users?order=id&order=name")
+    assert response.status_code == 400
+    assert "at most once" in response.json()["detail"]
+
+
+# ETags: the list's version, or a user's, within the epoch; 304 for the current one.
+
+LIST_QUERIES = [{}, {"search": "a", "order": "-name", "limit": 2}]
+
+
+@pytest.mark.parametrize("parameters", LIST_QUERIES)
+def test_a_list_carries_the_lists_epoch_and_version_as_its_etag(api, parameters):
+    services.user_create(name="Ann")
+    head = UserListVersion.objects.get()
+    assert api.get("/api/v1/users", parameters)["ETag"] == f'"{head.epoch}.{head.number}"'
+
+
+@pytest.mark.parametrize("parameters", LIST_QUERIES)
+def test_a_current_list_etag_answers_304_reading_only_the_version_row(api, parameters):
+    services.user_create(name="Ann")
+    tag = api.get("/api/v1/users", parameters)["ETag"]
+    with CaptureQueriesContext(connection) as queries:
+        response = api.get("/api/v1/users", parameters, HTTP_IF_NONE_MATCH=tag)
+    assert (response.status_code, response.content, response["ETag"]) == (304, b"", tag)
+    assert len(queries) == 1
+    assert "users_userlistversion" in queries[0]["sql"]
+
+
+@pytest.mark.parametrize("offered", ["{tag}", "W/{tag}", '"other", {tag}', "*"])
+def test_if_none_match_takes_weak_tags_lists_and_a_star(api, offered):
+    ann = services.user_create(name="Ann")
+    for path in ("/api/v1/users", detail(ann)):
+        tag = api.get(path)["ETag"]
+        response = api.get(path, HTTP_IF_NONE_MATCH=offered.format(tag=tag))
+        assert response.status_code == 304, path
+
+
+def test_a_list_etag_from_before_a_write_gets_the_new_list(api):
+    services.user_create(name="Ann")
+    tag = api.get("/api/v1/users")["ETag"]
+    bob = services.user_create(name="Bob")
+    response = api.get("/api/v1/users", HTTP_IF_NONE_MATCH=tag)
+    assert response.status_code == 200
+    assert response["ETag"] != tag
+    assert response.json()["users"][-1] == wire(bob)
+
+
+def test_a_user_answer_costs_one_query_and_a_current_etag_answers_304(api):
+    ann = services.user_create(name="Ann")
+    with CaptureQueriesContext(connection) as queries:
+        tag = api.get(detail(ann))["ETag"]
+    assert len(queries) == 1
+    assert api.get(detail(ann), HTTP_IF_NONE_MATCH=tag).status_code == 304
+    services.user_update(ann, name="Anna")
+    renamed = api.get(detail(ann), HTTP_IF_NONE_MATCH=tag)
+    assert (renamed.status_code, renamed.json()["name"]) == (200, "Anna")
+
+
+def test_anonymous_list_reads_over_their_rate_get_429_and_logged_in_ones_do_not(api, settings):
+    settings.USERS_REST_ANONYMOUS_READ_RATE = "2/min"
+    statuses = [api.get("/api/v1/users", {"limit": 1}).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    assert api.post("/api/v1/users", {"name": "Ann"}).status_code == 201
+    api.force_authenticate(make_account("reader"))
+    assert [api.get("/api/v1/users").status_code for _ in range(3)] == [200] * 3

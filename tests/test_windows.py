@@ -6,12 +6,14 @@ from urllib.parse import urlencode
 
 import pytest
 from channels.db import database_sync_to_async
+from django.test import AsyncClient
 
-from tests.helpers import HeldWindow, wire
+from tests.helpers import HeldWindow, amake_account, wire
 from users import services
 from users.models import User
 from users.queries import Query
 from users.routing import SOCKET_PATH
+from users.windows import IdSet
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -44,17 +46,33 @@ def delete(user_id: int):
     return services.user_delete(User.objects.get(pk=user_id), if_version=None)
 
 
+@pytest.fixture
+async def reader():
+    """A logged-in REST client: anonymous reads are throttled, and these are many."""
+    client = AsyncClient()
+    await client.aforce_login(await amake_account("reader"))
+    return client
+
+
+async def rest_page(reader: AsyncClient, query: Query) -> tuple[list, int]:
+    """REST's page of ``query``: what a socket following it must hold."""
+    if query.offset:  # REST pages by cursor, not by place: the database's window then
+        return await database_window(query)
+    answer = await reader.get(
+        "/api/v1/users", query.as_parameters() | {"limit": query.limit or 500}
+    )
+    assert answer.status_code == 200, answer.content
+    return answer.json()["users"], answer.json()["total"]
+
+
 @database_sync_to_async
-def expected(query: Query) -> tuple[list, int]:
-    """The window and total as the database has them now (REST's page of the same query)."""
+def database_window(query: Query) -> tuple[list, int]:
     matching = query.apply(User.objects.all())
-    users = list(matching)
-    if query.limit is not None:
-        users = users[query.offset : query.offset + query.limit]
+    users = list(matching)[query.offset : query.offset + query.limit]
     return [wire(user) for user in users], matching.count()
 
 
-async def settle(socket, held: HeldWindow) -> None:
+async def settle(socket, held: HeldWindow, reader: AsyncClient) -> None:
     """
     Apply frames until the client holds the database's window of its query.
 
@@ -62,7 +80,7 @@ async def settle(socket, held: HeldWindow) -> None:
     there is no version to wait for; a frame that comes later must still apply
     (``Held.apply`` checks its ``from``), and the next comparison sees it.
     """
-    want = await expected(held.query)
+    want = await rest_page(reader, held.query)
     while (held.window(), held.total) != want:
         held.apply(await receive_frame(socket))
 
@@ -77,7 +95,7 @@ async def test_the_first_frame_is_the_window_with_the_total(follow):
     assert frame["total"] == 3
 
 
-async def test_a_window_follows_creates_renames_and_deletes(follow):
+async def test_a_window_follows_creates_renames_and_deletes(follow, reader):
     ann = await create(name="Ann")
     await create(name="Bea")
     query = Query(search="", order="-name", limit=2)
@@ -92,7 +110,7 @@ async def test_a_window_follows_creates_renames_and_deletes(follow):
     held.apply(frame)
     await delete(zed.pk)  # Ann comes back in
     held.apply(await receive_frame(socket))
-    assert held.window() == (await expected(query))[0]
+    assert held.window() == (await rest_page(reader, query))[0]
     assert held.total == 2
 
 
@@ -158,7 +176,7 @@ async def test_an_invalid_query_action_keeps_the_window(follow):
     assert frame["upserted"][0]["name"] == "Anne"
 
 
-async def test_a_resume_sends_only_what_changed_in_the_window(follow):
+async def test_a_resume_sends_only_what_changed_in_the_window(follow, reader):
     users = [await create(name=f"user {number:02}") for number in range(6)]
     socket = await follow(order="name", limit=3)
     held = HeldWindow(Query(order="name", limit=3))
@@ -172,7 +190,7 @@ async def test_a_resume_sends_only_what_changed_in_the_window(follow):
     assert frame["from"] == held.version
     assert str(users[2].pk) in frame["deleted"]
     held.apply(frame)
-    assert held.window() == (await expected(held.query))[0]
+    assert held.window() == (await rest_page(reader, held.query))[0]
 
 
 QUERIES = [
@@ -198,17 +216,23 @@ async def random_change(generator: random.Random, alive: list) -> None:
         await delete(user_id)
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-async def test_random_changes_keep_every_window_exact(follow, seed):
-    """After every change settles, each window equals the database's page of its query."""
-    generator = random.Random(seed)
-    alive = [(await create(name=generator.choice(NAMES))).pk for _ in range(8)]
-    sockets = []
+async def follow_every_query(follow) -> list[list]:
+    """A client on each of QUERIES, holding its first frame: [socket, HeldWindow] each."""
+    clients = []
     for query in QUERIES:
         held = HeldWindow(query)
         socket = await follow(**query.as_parameters())
         held.apply(await receive_frame(socket))
-        sockets.append((socket, held))
+        clients.append([socket, held])
+    return clients
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_random_changes_keep_every_window_exact(follow, reader, seed):
+    """After every change settles, each window equals the database's page of its query."""
+    generator = random.Random(seed)
+    alive = [(await create(name=generator.choice(NAMES))).pk for _ in range(8)]
+    sockets = await follow_every_query(follow)
     resumed = None
     for step in range(30):
         await random_change(generator, alive)
@@ -216,38 +240,54 @@ async def test_random_changes_keep_every_window_exact(follow, seed):
             resumed = sockets.pop(generator.randrange(len(sockets)))
             await resumed[0].disconnect()
         for socket, held in sockets:
-            await settle(socket, held)
+            await settle(socket, held, reader)
     socket, held = resumed
     parameters = {**held.query.as_parameters(), "epoch": held.epoch, "version": held.version}
     socket = await follow(**parameters)
     frame = await receive_frame(socket)
     held.apply(frame)
-    assert (held.window(), held.total) == await expected(held.query), frame
+    assert (held.window(), held.total) == await rest_page(reader, held.query), frame
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-async def test_resumes_after_random_changes_give_every_window_exact(follow, seed):
+async def test_resumes_after_random_changes_give_every_window_exact(follow, reader, seed):
     """
     Clients resume from a version another process could have sent them: the
     server knows nothing of their windows but the query and the version.
     """
     generator = random.Random(seed)
     alive = [(await create(name=generator.choice(NAMES))).pk for _ in range(10)]
-    clients = []
-    for query in QUERIES:
-        held = HeldWindow(query)
-        socket = await follow(**query.as_parameters())
-        held.apply(await receive_frame(socket))
-        clients.append([socket, held])
+    clients = await follow_every_query(follow)
     for _ in range(4):
         for client in clients:
             await client[0].disconnect()
         for _ in range(generator.randint(1, 4)):
             await random_change(generator, alive)
         for client in clients:
-            socket, held = client
+            held = client[1]
             resume = {"epoch": held.epoch, "version": held.version}
             client[0] = await follow(**held.query.as_parameters(), **resume)
             frame = await receive_frame(client[0])
             held.apply(frame)
-            assert (held.window(), held.total) == await expected(held.query), (held.query, frame)
+            assert (held.window(), held.total) == await rest_page(reader, held.query), (
+                held.query,
+                frame,
+            )
+
+
+def test_an_id_set_answers_as_a_python_set_does():
+    generator = random.Random(7)
+    ids, expected = IdSet([]), set()
+    for _ in range(2000):
+        user_id = generator.randrange(200)
+        if generator.random() < 0.5:
+            ids.add(user_id)
+            expected.add(user_id)
+        else:
+            ids.discard(user_id)
+            expected.discard(user_id)
+        assert len(ids) == len(expected)
+    assert [user_id in ids for user_id in range(-1, 201)] == [
+        user_id in expected for user_id in range(-1, 201)
+    ]
+    assert list(ids.ids) == sorted(expected)

@@ -234,7 +234,9 @@ class UserChangesConsumer(LiveListConsumer):
     Protocol v2: a snapshot or the changes since the version the client holds,
     then the changes after every commit; acknowledged, idempotent writes.
 
-    A client resumes with ``?epoch=<epoch>&version=<version>``. The relay
+    A client resumes with ``?epoch=<epoch>&version=<version>``, and may follow
+    a live query's window instead of the whole list (``search``, ``order``,
+    ``limit``, ``offset`` in the URL, or the ``query`` action). The relay
     computes the frames; this socket only remembers which list the client
     holds (``holds``), so an idle socket keeps no copy of the list.
     docs/protocol.md describes every frame.

@@ -56,7 +56,8 @@ ERROR_FRAMES = Counter(
 )
 RATE_LIMITED = Counter(
     "usersite_rate_limited_total",
-    "Writes refused for their rate: REST (429) or the socket (rate_limited).",
+    "Requests refused for their rate: REST writes (rest) and anonymous reads (rest_read), "
+    "429; the socket's creates (socket, rate_limited).",
     ["via"],
 )
 

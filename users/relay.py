@@ -6,7 +6,8 @@ the commit, ``publish`` sends the new version to the channel layer's ``users``
 group. One Relay per server process is that group's member for all the
 process's sockets: when it hears of a version its sockets do not hold, it reads
 the list once (users.snapshots) and gives each socket the frame that brings it
-there, encoded once per protocol and per version the sockets hold. The layer
+there, encoded once per protocol and per version the sockets hold (a socket
+that follows a live query gets what changed in its window, users.windows). The layer
 carries one small message per process and change, whatever the size of the
 list or the number of sockets.
 

@@ -3,7 +3,6 @@
 from contextlib import contextmanager
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 
@@ -51,15 +50,3 @@ class UserSerializer(serializers.ModelSerializer):
     def update(self, instance, validated_data):
         with _model_errors_as_serializer_errors():
             return services.user_update(instance, **validated_data)
-
-
-@extend_schema_serializer(many=False)  # one object, even from a list view
-class UserListSerializer(serializers.Serializer):
-    """
-    ``{"users": [...]}``: the REST list, wrapped in an object.
-
-    The Dart example's REST clients read ``users`` from it; the socket sends
-    the bare array.
-    """
-
-    users = UserSerializer(many=True, read_only=True)

@@ -66,6 +66,29 @@ def dump(value) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+def snapshot_frame(epoch: str, version: int, array: str, **extra) -> Frame:
+    """Protocol v2's snapshot around ``array``, users already encoded; ``extra`` after them."""
+    more = "".join(f",{dump(name)}:{dump(value)}" for name, value in extra.items())
+    text = f'{{"type":"snapshot","epoch":{dump(epoch)},"version":{version},"users":{array}{more}}}'
+    return Frame(version, text, epoch, "snapshot")
+
+
+def changes_frame(
+    epoch: str, since: int, version: int, upserted: list, deleted: list[str], **extra
+) -> Frame:
+    """Protocol v2's change set from ``since`` to ``version``; ``extra`` after its lists."""
+    frame = {
+        "type": "changes",
+        "epoch": epoch,
+        "from": since,
+        "version": version,
+        "upserted": UserSerializer(upserted, many=True).data,
+        "deleted": deleted,
+        **extra,
+    }
+    return Frame(version, dump(frame), epoch, "changes")
+
+
 @dataclass
 class Reading:
     """
@@ -92,12 +115,7 @@ class Reading:
     @cached_property
     def snapshot(self) -> Frame:
         """Protocol v2's whole list, around the array v1 sends (encoded once for both)."""
-        head = self.head
-        text = (
-            f'{{"type":"snapshot","epoch":{dump(head.epoch)},"version":{head.version},'
-            f'"users":{self.array}}}'
-        )
-        return Frame(head.version, text, head.epoch, "snapshot")
+        return snapshot_frame(self.head.epoch, self.head.version, self.array)
 
     def frame_for(self, epoch: str | None, version: int | None) -> Frame | None:
         """
@@ -124,15 +142,7 @@ class Reading:
         ]
         if self.everyone and len(upserted) + len(deleted) > len(self.users):
             return self.snapshot  # as many entries as the list itself: send the list
-        frame = {
-            "type": "changes",
-            "epoch": head.epoch,
-            "from": since,
-            "version": head.version,
-            "upserted": UserSerializer(upserted, many=True).data,
-            "deleted": deleted,
-        }
-        return Frame(head.version, dump(frame), head.epoch, "changes")
+        return changes_frame(head.epoch, since, head.version, upserted, deleted)
 
 
 def read(

@@ -1,11 +1,11 @@
-"""How fast one client may write: REST per user or address, the socket per connection."""
+"""How fast one client may write (REST per user or address, the socket per connection) or read."""
 
 import logging
 import time
 
 from django.conf import settings
 from rest_framework.permissions import SAFE_METHODS
-from rest_framework.throttling import UserRateThrottle
+from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 
 from . import metrics
 from .relay import LAYER_ERRORS
@@ -13,33 +13,65 @@ from .relay import LAYER_ERRORS
 logger = logging.getLogger(__name__)
 
 
-class WriteRateThrottle(UserRateThrottle):
+class RestThrottle:
     """
-    DRF's per-user throttle (per address when anonymous), for writes only.
+    A DRF throttle for the requests of ``methods`` (``what`` they are), at the
+    rate that the setting named ``rate_setting`` holds; its 429s are counted as
+    ``via`` (users.metrics).
 
-    Reads are not counted: they change nothing and the list is one query.
     Counts live in the default cache, shared by every process when it is Redis.
-    While Redis is down, writes go unthrottled rather than fail: writes must
-    outlive a Redis outage (docs/security.md).
+    While Redis is down, requests go unthrottled rather than fail: writes must
+    outlive a Redis outage (docs/security.md), and so must reads.
     """
 
-    scope = "users_write"
+    rate_setting: str
+    methods: frozenset
+    what: str
+    via: str
 
     def get_rate(self):
         # Read per request, not from DRF's settings at import, so it can be changed.
-        return settings.USERS_REST_WRITE_RATE
+        return getattr(settings, self.rate_setting)
 
     def allow_request(self, request, view):
-        if request.method in SAFE_METHODS:
+        if request.method not in self.methods:
             return True
         try:
             allowed = super().allow_request(request, view)
         except LAYER_ERRORS as exc:  # the cache's Redis is down
-            logger.warning("Write throttle unavailable, letting the write through: %s", exc)
+            logger.warning(
+                "%s throttle unavailable, letting the %s through: %s",
+                self.what.title(),
+                self.what,
+                exc,
+            )
             return True
         if not allowed:
-            metrics.RATE_LIMITED.labels(via="rest").inc()
+            metrics.RATE_LIMITED.labels(via=self.via).inc()
         return allowed
+
+
+class WriteRateThrottle(RestThrottle, UserRateThrottle):
+    """Writes, per user (per address when anonymous); reads change nothing."""
+
+    scope = "users_write"
+    rate_setting = "USERS_REST_WRITE_RATE"
+    methods = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+    what = "write"
+    via = "rest"
+
+
+class AnonymousReadRateThrottle(RestThrottle, AnonRateThrottle):
+    """
+    Anonymous reads, per address: the list may be every user. Logged-in
+    readers and apps with a token are not counted.
+    """
+
+    scope = "users_anonymous_read"
+    rate_setting = "USERS_REST_ANONYMOUS_READ_RATE"
+    methods = frozenset(SAFE_METHODS)
+    what = "read"
+    via = "rest_read"
 
 
 class TokenBucket:

@@ -13,7 +13,9 @@ import logging
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import connection
-from django.http import Http404, HttpResponse, JsonResponse
+from django.db.models import Subquery
+from django.http import Http404, HttpResponse, HttpResponseNotModified, JsonResponse
+from django.utils.cache import parse_etags
 from django.views.decorators.http import require_safe
 from django.views.generic import TemplateView
 from drf_spectacular.utils import (
@@ -21,20 +23,23 @@ from drf_spectacular.utils import (
     OpenApiResponse,
     extend_schema,
     extend_schema_view,
+    inline_serializer,
 )
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
-from rest_framework import generics, status
+from rest_framework import generics, serializers, status
 from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.response import Response
 
 from usersite import redis_servers
 
 from . import commands, services, snapshots
-from .models import User, parse_user_id
+from .filters import QueryFilter
+from .models import VERSION_ROW, User, UserListVersion, parse_user_id
+from .pagination import QueryPagination
 from .permissions import CanWriteUsers, may_write
 from .routing import SOCKET_PATH
-from .serializers import UserListSerializer, UserSerializer
-from .throttling import WriteRateThrottle
+from .serializers import UserSerializer
+from .throttling import AnonymousReadRateThrottle, WriteRateThrottle
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +85,16 @@ ETAG_HEADER = OpenApiParameter(
     response=True,
     description="The user's version, with the list's epoch: send it in If-Match.",
 )
+IF_NONE_MATCH_PARAMETER = OpenApiParameter(
+    "If-None-Match",
+    location=OpenApiParameter.HEADER,
+    required=False,
+    description=(
+        "An ETag of an earlier answer (or several, comma-separated; `W/` allowed; `*`: any): "
+        "304 without a body if it is still the current one."
+    ),
+)
+NOT_MODIFIED = OpenApiResponse(description="Not modified since the ETag in If-None-Match.")
 VERSION_HEADER = "Users-Version"
 VERSION_HEADER_PARAMETER = OpenApiParameter(
     VERSION_HEADER,
@@ -99,10 +114,25 @@ class PreconditionFailed(APIException):
     default_code = "precondition_failed"
 
 
-def etag(version: int) -> str:
-    """A user's ETag: its version, within the list's epoch (versions repeat across epochs)."""
-    epoch, _ = snapshots.current_version()
+def etag(version: int, epoch: str | None = None) -> str:
+    """An ETag: ``version`` in ``epoch``, by default the list's (versions repeat across epochs)."""
+    if epoch is None:
+        epoch, _ = snapshots.current_version()
     return f'"{epoch}.{version}"'
+
+
+def conditional(request, tag: str, answer) -> HttpResponse:
+    """
+    ``answer()`` with the ETag ``tag``; or, without calling it, 304 when
+    If-None-Match names ``tag`` or is ``*`` (weak comparison, RFC 9110 13.1.2).
+    """
+    offered = parse_etags(request.headers.get("If-None-Match", ""))
+    if offered == ["*"] or tag in {other.removeprefix("W/") for other in offered}:
+        response = HttpResponseNotModified()
+    else:
+        response = answer()
+    response["ETag"] = tag
+    return response
 
 
 def write_answer(data, version: int | None, code: int, *, user: bool = True) -> Response:
@@ -171,15 +201,6 @@ class UserViewMixin:
             return write_answer(None, result.get("version"), status.HTTP_204_NO_CONTENT, user=False)
         return write_answer(result["user"], result.get("version"), REPLAYED_STATUS[action])
 
-    def if_match(self, user: User) -> int | None:
-        """The version that If-Match requires ``user`` to be at (None: any); 412 if it is not."""
-        header = self.request.headers.get("If-Match")
-        if header is None or header.strip() == "*":
-            return None
-        if etag(user.version) not in {tag.strip() for tag in header.split(",")}:
-            raise PreconditionFailed
-        return user.version
-
 
 ANONYMOUS_KEY_REFUSED = (
     "Log in or send a token to use an Idempotency-Key: anonymous writers share "
@@ -187,17 +208,67 @@ ANONYMOUS_KEY_REFUSED = (
 )
 
 
+DETAIL = inline_serializer("Detail", {"detail": serializers.CharField()})
+LIST_ETAG_HEADER = OpenApiParameter(
+    "ETag",
+    location=OpenApiParameter.HEADER,
+    response=[200, 304],
+    description=(
+        "The list's version, with its epoch, whatever the query: send it in If-None-Match "
+        "with the same URL."
+    ),
+)
+LIST_DESCRIPTION = (
+    'Without `search`, `order`, `limit` or `cursor`: every user, by id (`{"users": [...]}`). '
+    "With any of them: a page of the users whose name or email contains `search`, in `order`, "
+    f"`limit` at a time ({QueryPagination.page_size} without one), with `total`, how many match, "
+    "and `next`, the next page's URL (null on the last): the page with a `limit` holds the "
+    "users of a socket's window with the same query. Anonymous readers are limited to "
+    "USERS_REST_ANONYMOUS_READ_RATE per address."
+)
+RETRY_AFTER_HEADER = OpenApiParameter(
+    "Retry-After",
+    type=int,
+    location=OpenApiParameter.HEADER,
+    response=[429],
+    description="Seconds until the next read is allowed.",
+)
+
+
 @extend_schema_view(
-    get=extend_schema(responses=UserListSerializer),
+    get=extend_schema(
+        description=LIST_DESCRIPTION,
+        parameters=[IF_NONE_MATCH_PARAMETER, LIST_ETAG_HEADER, RETRY_AFTER_HEADER],
+        responses={
+            200: UserSerializer(many=True),
+            304: NOT_MODIFIED,
+            400: OpenApiResponse(DETAIL, description="A query parameter out of range."),
+            429: OpenApiResponse(
+                DETAIL, description="Anonymous reads over USERS_REST_ANONYMOUS_READ_RATE."
+            ),
+        },
+    ),
     post=extend_schema(
         parameters=[IDEMPOTENCY_KEY_PARAMETER, ETAG_HEADER, VERSION_HEADER_PARAMETER]
     ),
 )
 class UserList(UserViewMixin, generics.ListCreateAPIView):
-    """List every user, or create one."""
+    """List every user, or a page of them searched and ordered; or create one."""
+
+    filter_backends = [QueryFilter]
+    pagination_class = QueryPagination
+    throttle_classes = [WriteRateThrottle, AnonymousReadRateThrottle]
 
     def list(self, request, *args, **kwargs):
-        return Response(UserListSerializer({"users": self.get_queryset()}).data)
+        users = self.filter_queryset(self.get_queryset())  # an invalid query: 400, never 304
+        # The version before the users, so that they are at least as new as the
+        # ETag: an answer never carries the ETag of a list newer than its own.
+        epoch, version = snapshots.current_version()
+        return conditional(request, etag(version, epoch), lambda: self.answer(users))
+
+    def answer(self, users) -> Response:
+        page = self.paginate_queryset(users)
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
     def create(self, request, *args, **kwargs):
         return self.once(request, "create", self.perform_write)
@@ -210,11 +281,20 @@ class UserList(UserViewMixin, generics.ListCreateAPIView):
 
 
 WRITE_PARAMETERS = [IDEMPOTENCY_KEY_PARAMETER, IF_MATCH_PARAMETER, VERSION_HEADER_PARAMETER]
+USER_ETAG_HEADER = OpenApiParameter(
+    "ETag",
+    location=OpenApiParameter.HEADER,
+    response=[200, 304],
+    description="The user's version, with the list's epoch: send it in If-None-Match or If-Match.",
+)
 PRECONDITION_FAILED = OpenApiResponse(description="The user changed since the If-Match version.")
 
 
 @extend_schema_view(
-    get=extend_schema(parameters=[ETAG_HEADER]),
+    get=extend_schema(
+        parameters=[IF_NONE_MATCH_PARAMETER, USER_ETAG_HEADER],
+        responses={200: UserSerializer, 304: NOT_MODIFIED},
+    ),
     put=extend_schema(
         parameters=[*WRITE_PARAMETERS, ETAG_HEADER],
         responses={200: UserSerializer, 412: PRECONDITION_FAILED},
@@ -230,11 +310,24 @@ PRECONDITION_FAILED = OpenApiResponse(description="The user changed since the If
 class UserDetail(UserViewMixin, generics.RetrieveUpdateDestroyAPIView):
     """Read, change or delete one user."""
 
+    # The list's epoch in the user's own query: its ETag costs no query of its own.
+    queryset = User.objects.annotate(
+        epoch=Subquery(UserListVersion.objects.filter(pk=VERSION_ROW).values("epoch"))
+    )
+
     def retrieve(self, request, *args, **kwargs):
         user = self.get_object()
-        response = Response(self.get_serializer(user).data)
-        response["ETag"] = etag(user.version)
-        return response
+        tag = etag(user.version, user.epoch)
+        return conditional(request, tag, lambda: Response(self.get_serializer(user).data))
+
+    def if_match(self, user: User) -> int | None:
+        """The version that If-Match requires ``user`` to be at (None: any); 412 if it is not."""
+        header = self.request.headers.get("If-Match")
+        if header is None or header.strip() == "*":
+            return None
+        if etag(user.version, user.epoch) not in {tag.strip() for tag in header.split(",")}:
+            raise PreconditionFailed
+        return user.version
 
     def update(self, request, *args, **kwargs):
         partial = kwargs.pop("partial", False)

@@ -234,6 +234,9 @@ USERS_HISTORY_SECONDS = int(os.environ.get("USERS_HISTORY_SECONDS", 3600))
 # characters (the server's own cap, uvicorn's --ws-max-size, stays the outer
 # bound) and creates at this rate per second, in bursts up to this many.
 USERS_REST_WRITE_RATE = os.environ.get("USERS_REST_WRITE_RATE", "10/s")  # DRF's rate format
+# Anonymous reads of the REST list, per address (users.throttling): a read may be
+# every user. Logged-in readers and tokens are not limited.
+USERS_REST_ANONYMOUS_READ_RATE = os.environ.get("USERS_REST_ANONYMOUS_READ_RATE", "60/min")
 USERS_MAX_FRAME_LENGTH = int(os.environ.get("USERS_MAX_FRAME_LENGTH", 65536))
 USERS_SOCKET_CREATE_RATE = float(os.environ.get("USERS_SOCKET_CREATE_RATE", 5))
 USERS_SOCKET_CREATE_BURST = int(os.environ.get("USERS_SOCKET_CREATE_BURST", 20))
@@ -267,6 +270,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
+# The page imports the JavaScript client from where it is published
+# (clients/js/src, at static/usersite-client/), not from a copy that could drift.
+STATICFILES_DIRS = [("usersite-client", BASE_DIR / "clients" / "js" / "src")]
 # Without collectstatic (development, tests), serve from the apps' own folders.
 WHITENOISE_USE_FINDERS = DEBUG
 

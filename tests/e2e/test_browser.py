@@ -12,7 +12,6 @@ import pytest
 from servers import SOCKET_PATH
 from tests.e2e.clients import (
     database_of_numbered_users,
-    long_named_users,
     manage_shell,
     unique_name,
 )
@@ -87,18 +86,28 @@ def rest_create(server, name: str, email: str = "") -> dict:
     return response.json()
 
 
+def rest_rename(server, user_id: str, name: str) -> None:
+    response = httpx.patch(f"{server.url}/api/v1/users/{user_id}", json={"name": name})
+    response.raise_for_status()
+
+
 def rest_users(server) -> list:
     return httpx.get(f"{server.url}/api/v1/users").json()["users"]
 
 
 # Every row of the list, read one view at a time. Dispatching the scroll event
-# renders at once, where the browser's own would wait for the next frame.
-READ_EVERY_ROW = """() => {
+# renders at once, where the browser's own would wait for the next frame; the
+# view is aria-busy until the window holding its rows has come.
+READ_EVERY_ROW = """async () => {
   const view = document.getElementById("users-view");
   const rows = new Map();
   for (let top = 0; ; top += view.clientHeight) {
     view.scrollTop = top;
     view.dispatchEvent(new Event("scroll"));
+    for (let waited = 0; view.getAttribute("aria-busy") === "true"; waited += 10) {
+      if (waited > 10000) throw new Error(`no window for the rows at ${top} px`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
     for (const row of document.querySelectorAll("#users li")) {
       const text = (selector) => row.querySelector(selector).textContent;
       rows.set(Number(row.getAttribute("aria-posinset")),
@@ -107,6 +116,16 @@ READ_EVERY_ROW = """() => {
     if (top + view.clientHeight >= view.scrollHeight) break;
   }
   return [...rows].sort(([a], [b]) => a - b).map(([, row]) => row);
+}"""
+
+
+# 200 scroll positions from the top to 70% of the list, 5 ms apart.
+DRAG_ACROSS_THE_LIST = """async () => {
+  const view = document.getElementById("users-view");
+  for (let step = 1; step <= 200; step++) {
+    view.scrollTop = (view.scrollHeight * 0.7 * step) / 200;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
 }"""
 
 
@@ -142,78 +161,149 @@ def test_the_page_shows_the_list_and_applies_rest_creates_updates_and_deletes_li
     assert os.path.getsize(screenshot) > 0
 
 
-class ReceivedBytes:
-    """Count the bytes of the frames each socket of a page receives."""
+class ReceivedFrames:
+    """Record the frames each socket of a page receives, decoded, and their bytes."""
 
     def __init__(self):
-        self.sockets = []  # [url, bytes received], one per socket the page opened
+        self.sockets = []  # {"url", "frames", "bytes"}, one per socket the page opened
 
     def watch(self, page) -> None:
         page.on("websocket", self.opened)
 
     def opened(self, ws) -> None:
-        record = [ws.url, 0]
+        record = {"url": ws.url, "frames": [], "bytes": 0}
         self.sockets.append(record)
 
         def received(payload) -> None:
-            record[1] += len(payload.encode() if isinstance(payload, str) else payload)
+            record["frames"].append(json.loads(payload))
+            record["bytes"] += len(payload.encode() if isinstance(payload, str) else payload)
 
         ws.on("framereceived", received)
 
+    @property
+    def total_bytes(self) -> int:
+        return sum(record["bytes"] for record in self.sockets)
 
-def test_after_a_server_restart_the_page_resumes_without_downloading_the_list_again(
+
+def test_after_a_server_restart_the_page_resumes_its_window_with_only_what_changed(
     start_server, open_page, server_env
 ):
-    with long_named_users(server_env, count=2000, name_length=150):
-        server = start_server("uvicorn")
-        received = ReceivedBytes()
-        page = open_page(server.url, prepare=received.watch, live_timeout_ms=15_000)
-        [(_, snapshot_bytes)] = received.sockets
-        assert snapshot_bytes > 2000 * 150
+    server = start_server("uvicorn")
+    received = ReceivedFrames()
+    page = open_page(server.url, prepare=received.watch)
+    assert received.sockets[0]["frames"][0]["type"] == "snapshot"
 
-        server.stop()
-        expect(page.locator("#connection")).to_have_text("Reconnecting…")
-        opened_before_restart = len(received.sockets)
-        made_while_down = unique_name("While down")
-        manage_shell(
-            server_env,
-            f"User.objects.create(name={made_while_down!r}); "
-            f"User.objects.filter(name={'x' * 150!r}).first().delete()",
-        )
-        server.start()
-        expect(page.locator("#connection")).to_have_text("Live", timeout=30_000)
-        expect(user_item(page, made_while_down)).to_be_visible()
-        made_after = rest_create(server, unique_name("After the restart"))
-        expect(user_item(page, made_after["name"])).to_be_visible()
+    server.stop()
+    expect(page.locator("#connection")).to_have_text("Reconnecting…")
+    opened_before_restart = len(received.sockets)
+    made_while_down = unique_name("While down")
+    manage_shell(server_env, f"User.objects.create(name={made_while_down!r})")
+    server.start()
+    expect(page.locator("#connection")).to_have_text("Live", timeout=30_000)
+    expect(user_item(page, made_while_down)).to_be_visible()
+    made_after = rest_create(server, unique_name("After the restart"))
+    expect(user_item(page, made_after["name"])).to_be_visible()
 
-        after_restart = received.sockets[opened_before_restart:]
-        assert all("epoch=" in url and "version=" in url for url, _ in after_restart)
-        resumed_bytes = sum(count for _, count in after_restart)
-        assert 0 < resumed_bytes < snapshot_bytes / 100, (resumed_bytes, snapshot_bytes)
-        assert page_rows(page) == rest_users(server)
+    after_restart = received.sockets[opened_before_restart:]
+    assert all("epoch=" in s["url"] and "version=" in s["url"] for s in after_restart)
+    first_frames = [socket["frames"][0] for socket in after_restart if socket["frames"]]
+    assert [frame["type"] for frame in first_frames] == ["changes"], "resumed, not downloaded again"
+    assert page_rows(page) == rest_users(server)
 
 
-def test_a_list_of_100000_users_renders_only_the_rows_in_view(
+def test_scrolling_through_100000_users_moves_a_window_and_never_downloads_the_list(
     start_server, open_page, server_env, tmp_path
 ):
     server = start_server("uvicorn", **database_of_numbered_users(server_env, tmp_path, 100_000))
-    page = open_page(server.url, live_timeout_ms=20_000)
+    received = ReceivedFrames()
+    page = open_page(server.url, prepare=received.watch, live_timeout_ms=20_000)
     expect(page.locator("#count")).to_have_text("(100000)")
     view = page.locator("#users-view")
     rows = page.locator("#users li")
 
-    view.press("Home")
-    expect(page.get_by_text("User 1", exact=True)).to_be_in_viewport()
-    assert 0 < rows.count() < 100
     view.press("End")
     expect(page.get_by_text("User 100000", exact=True)).to_be_in_viewport()
     assert 0 < rows.count() < 100
-    expect(page.get_by_text("User 1", exact=True)).to_have_count(0)
+    view.press("Home")
+    expect(page.get_by_text("User 1", exact=True)).to_be_in_viewport()
+    expect(page.get_by_text("User 100000", exact=True)).to_have_count(0)
+
+    # A scrollbar dragged across the list: the page ends on the window in view,
+    # having asked for no more windows than the server takes.
+    page.evaluate(DRAG_ACROSS_THE_LIST)
+    expect(view).to_have_attribute("aria-busy", "false")
+    shown = rows.evaluate_all(
+        "rows => rows.map((row) => [row.getAttribute('aria-posinset'), row.dataset.id])"
+    )
+    assert len(shown) > 10
+    assert all(place == user_id for place, user_id in shown), shown
+    errors = [f for socket in received.sockets for f in socket["frames"] if f["type"] == "error"]
+    assert errors == []
 
     rest_create(server, "User 100001")
     expect(page.locator("#count")).to_have_text("(100001)")
     view.press("End")
     expect(page.get_by_text("User 100001", exact=True)).to_be_in_viewport()
+
+    # By name, "User 99999" comes last; reversed, "User 1" does (before "User 10").
+    page.get_by_role("button", name="Name", exact=True).click()
+    expect(page.get_by_text("User 1", exact=True)).to_be_in_viewport()
+    view.press("End")
+    expect(page.get_by_text("User 99999", exact=True)).to_be_in_viewport()
+    page.get_by_role("button", name="Name", exact=True).click()
+    view.press("End")
+    expect(page.get_by_text("User 1", exact=True)).to_be_in_viewport()
+    assert 0 < rows.count() < 100
+    # The whole list is some 4.5 MB; the windows shown were a few kilobytes each.
+    assert received.total_bytes < 300_000, received.total_bytes
+    lists = [f for socket in received.sockets for f in socket["frames"] if "epoch" in f]
+    assert all("total" in frame for frame in lists)
+
+
+def test_a_search_narrows_the_list_which_stays_live_and_sorts_by_column(start_server, open_page):
+    server = start_server("uvicorn")
+    word = uuid.uuid4().hex[:10]
+    ann = rest_create(server, f"Ann {word}")
+    bob = rest_create(server, f"bob {word}")
+    other = rest_create(server, unique_name("Other"))
+    page = open_page(server.url)
+    expect(user_item(page, other["name"])).to_have_count(1)
+
+    page.get_by_label("Search").fill(word)
+    expect(page.locator("#count")).to_have_text("(2 matching)")
+    expect(user_item(page, other["name"])).to_have_count(0)
+    cy = rest_create(server, f"Cy {word}")
+    expect(user_item(page, cy["name"])).to_be_visible()
+    new_name = unique_name("Renamed")
+    rest_rename(server, bob["id"], new_name)
+    expect(user_item(page, bob["name"])).to_have_count(0)
+    expect(user_item(page, new_name)).to_have_count(0)
+    rest_create(server, unique_name("Unrelated"))
+    expect(page.locator("#count")).to_have_text("(2 matching)")
+    assert [row["id"] for row in page_rows(page)] == [ann["id"], cy["id"]]
+
+    def shown_ids() -> list:
+        return page.locator("#users li").evaluate_all("rows => rows.map((row) => row.dataset.id)")
+
+    alice_id = rest_create(server, f"alice {word}")["id"]  # before "Ann": A-Z compare lowercased
+    expect(page.locator("#count")).to_have_text("(3 matching)")
+    by_id = page.get_by_role("button", name="Id", exact=True)
+    by_name = page.get_by_role("button", name="Name", exact=True)
+    by_name.click()
+    expect(by_name).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("#users li").first).to_have_attribute("data-id", alice_id)
+    assert shown_ids() == [alice_id, ann["id"], cy["id"]]
+    by_name.click()
+    expect(page.locator("#users li").first).to_have_attribute("data-id", cy["id"])
+    assert shown_ids() == [cy["id"], ann["id"], alice_id]
+    by_id.click()
+    expect(page.locator("#users li").first).to_have_attribute("data-id", ann["id"])
+    by_id.click()
+    expect(page.locator("#users li").first).to_have_attribute("data-id", alice_id)
+
+    page.get_by_label("Search").fill("")
+    expect(user_item(page, other["name"])).to_have_count(1)
+    expect(page.locator("#count")).not_to_contain_text("matching")
 
 
 def test_the_form_adds_a_user_that_appears_in_a_second_page(start_server, open_page):
@@ -242,9 +332,10 @@ def test_an_invalid_email_shows_its_error_next_to_the_field(start_server, open_p
 class HoldingRelay:
     """
     A WebSocket route that relays the page's socket to the server but holds
-    what the page sends until ``release()``, and the server's frames of the
-    types in ``hold_types`` until ``release_to_page()``: the test decides in
-    what order the page gets its answers and other clients' changes.
+    the commands the page sends until ``release()``, and the server's frames
+    of the types in ``hold_types`` (but answers to query changes) until
+    ``release_to_page()``: the test decides in what order the page gets its
+    answers and other clients' changes.
     """
 
     def __init__(self):
@@ -260,12 +351,19 @@ class HoldingRelay:
         # Called again for the socket the page opens when it reconnects.
         self.page_side, self.server = ws, ws.connect_to_server()
         self.urls.append(ws.url)
-        ws.on_message(lambda frame: self.held.append(frame))
+        ws.on_message(lambda frame: self.from_page(frame))
         self.server.on_message(lambda frame: self.from_server(ws, frame))
+
+    def from_page(self, frame: str) -> None:
+        # Query changes (the page sends one when it scrolls) pass: only commands are held.
+        if json.loads(frame).get("action") == "query":
+            self.server.send(frame)
+        else:
+            self.held.append(frame)
 
     def from_server(self, page_side, frame: str) -> None:
         content = json.loads(frame)
-        if content["type"] in self.hold_types:
+        if content["type"] in self.hold_types and "query" not in content:
             self.held_for_page.append(frame)
             return
         if content["type"] in ("snapshot", "changes"):

@@ -36,9 +36,12 @@ async def test_static_files_and_health_are_served_with_debug_off(start_server, p
     async with httpx.AsyncClient(base_url=server.url) as http:
         css = await http.get("/static/admin/css/base.css")
         script = await http.get("/static/users/live-list.js")
+        # Collected from clients/js/src (STATICFILES_DIRS): the page's script imports it.
+        client = await http.get("/static/usersite-client/usersite-client.js")
         health = await http.get("/healthz")
     assert (css.status_code, css.headers["content-type"]) == (200, 'text/css; charset="utf-8"')
     assert script.status_code == 200
+    assert client.status_code == 200 and "javascript" in client.headers["content-type"]  # noqa: PT018
     assert (health.status_code, health.json()) == (200, {"database": "ok", "channel_layer": "ok"})
 
 

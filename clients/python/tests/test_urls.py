@@ -1,6 +1,6 @@
 from urllib.parse import parse_qsl, urlsplit
 
-from usersite_client.urls import resume_url
+from usersite_client.urls import parameter_names, resume_url, with_parameters
 
 
 def test_the_resume_url_names_the_epoch_and_version():
@@ -20,3 +20,13 @@ def test_the_resume_url_keeps_other_parameters_and_replaces_an_old_resume():
         ("epoch", "9f2c"),
         ("version", "13"),
     ]
+
+
+def test_a_parameter_set_to_none_is_left_out_and_the_others_kept():
+    url = with_parameters("ws://host/ws?tenant=a&search=old&limit=5", search="ada", limit=None)
+
+    assert url == "ws://host/ws?tenant=a&search=ada"
+
+
+def test_the_parameter_names_of_a_url_include_blank_ones():
+    assert parameter_names("ws://host/ws?tenant=a&limit=") == {"tenant", "limit"}

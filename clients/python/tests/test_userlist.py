@@ -1,6 +1,6 @@
 import pytest
 from frames import EPOCH, changes, snapshot, user
-from usersite_client import OutOfSyncError, UserList
+from usersite_client import OutOfSyncError, Query, UserList
 
 
 def user_list(version: int, *users: dict) -> UserList:
@@ -9,10 +9,17 @@ def user_list(version: int, *users: dict) -> UserList:
     return users_list
 
 
+def window(version: int, query: Query, *users: dict, total: int) -> UserList:
+    users_list = UserList(query)
+    users_list.apply(snapshot(version, *users, total=total))
+    return users_list
+
+
 def test_snapshot_gives_the_list_ordered_by_integer_id():
     update = UserList().apply(snapshot(12, user(10), user(9), user(2)))
 
     assert list(update.users) == ["2", "9", "10"]
+    assert update.users.total == 3, "the whole list: every user matches"
     assert update.users["9"] == user(9)
     assert (update.epoch, update.version, update.snapshot) == (EPOCH, 12, True)
 
@@ -157,3 +164,61 @@ def test_only_the_three_fields_of_a_user_are_kept():
     update = UserList().apply(snapshot(1, {**user(1), "is_staff": True}))
 
     assert update.users["1"] == user(1)
+
+
+def test_a_windows_snapshot_is_held_in_the_querys_order_with_its_total():
+    update = UserList(Query(order="-name", limit=3)).apply(
+        snapshot(30, user(4, "ada"), user(9, "Zoe"), user(2, "Ada"), total=11)
+    )
+
+    assert list(update.users) == ["9", "2", "4"]
+    assert update.users.total == 11
+
+
+def test_changes_keep_the_window_in_order_as_users_enter_move_and_leave():
+    users = window(
+        30, Query("a", "name", 3), user(4, "Ada"), user(9, "Bea"), user(2, "Cal"), total=5
+    )
+
+    update = users.apply(
+        changes(30, 31, upserted=[user(9, "Abe"), user(12, "Amy")], deleted=["2"], total=6)
+    )
+
+    assert list(update.users) == ["9", "4", "12"]
+    assert update.users["9"]["name"] == "Abe"
+    assert update.users.total == 6
+    assert update.deleted == ("2",)
+
+
+def test_a_change_that_moves_only_the_total_is_a_new_version():
+    users = window(30, Query("a", limit=1), user(4, "Ada"), total=5)
+
+    update = users.apply(changes(30, 32, total=4))
+
+    assert list(update.users) == ["4"]
+    assert (update.version, update.users.total) == (32, 4)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        snapshot(31, user(4, "Ada")),
+        changes(30, 31, upserted=[user(5, "Ava")]),
+        changes(30, 31, total="5"),
+    ],
+)
+def test_a_windows_frame_without_an_integer_total_is_refused_and_changes_nothing(frame):
+    users = window(30, Query(limit=2), user(4, "Ada"), total=5)
+
+    with pytest.raises(OutOfSyncError, match="total"):
+        users.apply(frame)
+
+    assert (users.version, dict(users.users), users.users.total) == (30, {"4": user(4, "Ada")}, 5)
+
+
+def test_the_whole_lists_frames_may_carry_a_total():
+    users = user_list(12, user(1))
+
+    update = users.apply(changes(12, 13, upserted=[user(2)], total=2))
+
+    assert update.users.total == 2

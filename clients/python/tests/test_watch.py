@@ -8,8 +8,8 @@ from pathlib import Path
 
 from frames import EPOCH, changes, snapshot, user
 from scripted_server import ScriptedServer, within
-from usersite_client import Update
-from usersite_client.watch import INTERRUPTED, describe
+from usersite_client import Update, Users
+from usersite_client.watch import INTERRUPTED, describe, describe_window
 
 SOURCE = Path(__file__).resolve().parents[1] / "src"
 
@@ -41,19 +41,31 @@ async def read_line(process) -> str:
 
 
 def test_a_snapshot_is_one_line_with_its_size():
-    update = Update(EPOCH, 12, {"1": user(1), "2": user(2)}, snapshot=True)
+    update = Update(EPOCH, 12, Users({"1": user(1), "2": user(2)}, 2), snapshot=True)
 
     assert describe(update) == [f"snapshot: 2 users (epoch {EPOCH}, version 12)"]
 
 
 def test_changes_are_one_line_per_user_upserted_or_deleted():
     grace = user(2, "Grace", "grace@example.org")
-    update = Update(EPOCH, 13, {"2": grace, "3": user(3)}, False, (grace, user(3)), ("1",))
+    update = Update(
+        EPOCH, 13, Users({"2": grace, "3": user(3)}, 2), False, (grace, user(3)), ("1",)
+    )
 
     assert describe(update) == [
         "upserted 2: Grace <grace@example.org>",
         "upserted 3: User 3 <>",
         "deleted 1",
+    ]
+
+
+def test_a_window_is_how_many_match_then_one_line_per_user_shown():
+    window = Users({"9": user(9, "Ada", "ada@example.org"), "4": user(4, "Bea")}, 153)
+
+    assert describe_window(window, 20) == [
+        "153 users match, 2 shown from place 21:",
+        "  9: Ada <ada@example.org>",
+        "  4: Bea <>",
     ]
 
 
@@ -85,3 +97,29 @@ async def test_the_watcher_says_why_a_refused_socket_ended_it():
     assert stdout == b""
     assert b"HTTP 403" in stderr
     assert b"Traceback" not in stderr
+
+
+async def test_the_watcher_of_a_window_prints_it_with_the_total_each_time_it_changes(server):
+    options = ("--search", "a", "--order", "name", "--limit", "2", "--offset", "4")
+    async with watching(server.url(), *options) as process:
+        session = await server.session()
+        await session.send(snapshot(30, user(9, "bea"), user(4, "Ada"), total=7))
+        first = [await read_line(process) for _ in range(3)]
+        await session.send(changes(30, 31, upserted=[user(12, "Abe")], deleted=["9"], total=8))
+        then = [await read_line(process) for _ in range(3)]
+        process.send_signal(signal.SIGINT)
+        await within(process.communicate())
+
+    assert session.query == {"search": ["a"], "order": ["name"], "limit": ["2"], "offset": ["4"]}
+    assert first == ["7 users match, 2 shown from place 5:", "  4: Ada <>", "  9: bea <>"]
+    assert then == ["8 users match, 2 shown from place 5:", "  12: Abe <>", "  4: Ada <>"]
+
+
+async def test_the_watcher_refuses_a_query_the_server_would_refuse_without_connecting(server):
+    async with watching(server.url(), "--limit", "0") as process:
+        stdout, stderr = await within(process.communicate())
+
+    assert process.returncode == 2
+    assert stdout == b""
+    assert b"limit: a whole number from 1 to 500" in stderr
+    assert server.sessions.empty()

@@ -1,23 +1,17 @@
-// The form that adds a user over the socket. Each submit carries a request id
-// and is answered by the ack or the error frame with that id, whatever else
-// the socket brings meanwhile: other clients' changes never touch the form.
-// One submit at a time, so that the form's fields show one answer.
-
-// crypto.randomUUID exists in secure contexts only (HTTPS, localhost); a page
-// served over plain HTTP on another address takes 128 random bits as hex.
-export function newRequestId() {
-  if (crypto.randomUUID) return crypto.randomUUID();
-  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (byte) => byte.toString(16).padStart(2, "0")).join("");
-}
+// The form that adds a user over the socket, through the client's create():
+// it carries a request id and settles with the ack or the error frame of that
+// id, whatever else the socket brings meanwhile, and is sent again after a
+// reconnect until then. One submit at a time, so that the form's fields show
+// one answer.
 
 export class AddUserForm {
-  #pending = null; // the create sent and not answered yet
+  #pending = null; // the fields of the create sent and not answered yet
   #live = false;
 
-  // `send(command)` sends a command if the socket is open, and does nothing otherwise.
-  constructor(form, send) {
+  // `live` is the page's LiveUsers.
+  constructor(form, live) {
     this.form = form;
-    this.send = send;
+    this.live = live;
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       this.#submit();
@@ -30,35 +24,22 @@ export class AddUserForm {
     this.#updateButton();
   }
 
-  // Send the unanswered submit again, with its request id, on a new connection.
-  // The server carries out a request id once: a create that the old connection
-  // made is acknowledged again, one that it did not is made now.
-  resend() {
-    if (this.#pending) this.send(this.#pending);
-  }
-
-  // Take an ack or error frame. Those of other request ids are not this form's.
-  answer(frame) {
-    const sent = this.#pending;
-    if (sent === null || frame.request_id !== sent.request_id) return;
-    this.#pending = null;
-    this.#updateButton();
-    if (frame.type === "ack") {
-      // Typing since the submit is the next user's, not this one's: leave it.
-      const { name, email } = this.form.elements;
-      if (name.value === sent.name && email.value === sent.email) this.form.reset();
-      this.#showErrors({}, "");
-    } else {
-      this.#showErrors(frame.errors || {}, frame.message);
-    }
-  }
-
-  #submit() {
+  async #submit() {
     if (!this.#live || this.#pending) return;
     const { name, email } = this.form.elements;
-    this.#pending = { action: "create", name: name.value, email: email.value, request_id: newRequestId() };
+    const sent = (this.#pending = { name: name.value, email: email.value });
     this.#updateButton();
-    this.send(this.#pending);
+    try {
+      await this.live.create(sent);
+      // Typing since the submit is the next user's, not this one's: leave it.
+      if (name.value === sent.name && email.value === sent.email) this.form.reset();
+      this.#showErrors({}, "");
+    } catch (error) {
+      this.#showErrors(error.errors || {}, error.detail ?? error.message);
+    } finally {
+      this.#pending = null;
+      this.#updateButton();
+    }
   }
 
   #updateButton() {

@@ -1,40 +1,84 @@
-// The live list page: keeps the list current over the socket with protocol v2
-// (docs/protocol.md): the whole list once, then only what changed. After a
-// reconnect it resumes from the version it holds, so the list is not
-// downloaded again. Adds users through the socket (add-user-form.js).
+// The live list page: a window of the list, searched and sorted, kept current
+// by the JavaScript client (clients/js, served at static/usersite-client/) over
+// a live query. Scrolling moves the window, and the scrollbar stands for every
+// matching user, so a list of any length is never downloaded whole. Adds users
+// through the socket (add-user-form.js).
 
-import { AddUserForm, newRequestId } from "./add-user-form.js";
-import { UserList } from "./user-list.js";
+import { LiveUsers, MAX_LIMIT, sameQuery, makeQuery } from "../usersite-client/usersite-client.js";
+import { AddUserForm } from "./add-user-form.js";
+import { ListControls } from "./list-controls.js";
 import { VirtualList } from "./virtual-list.js";
 
-const SUBPROTOCOL = "users.v2";
-// This page's own name for the server's request-id receipts: a create resent
-// after a reconnect is then known as this page's, and another page's same id is not.
-const CLIENT = newRequestId();
-const RETRY_FIRST_MS = 500;
-const RETRY_MAX_MS = 10000;
-const STATE_TEXT = { connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…" };
+// A window holds the rows in view and as many above and below, so a scroll
+// of up to a screen needs no new one: a window every screen, not every row.
+const SCREENS_PER_WINDOW = 3;
+// The server takes 10 query changes a second from a socket (after a burst of
+// 30): a scrollbar dragged across the list asks for a window at most this often.
+const MIN_MS_BETWEEN_WINDOWS = 100;
+const STATE_TEXT = { connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…", closed: "Closed" };
 
 const page = document.getElementById("live-list");
 const status = document.getElementById("connection");
 const count = document.getElementById("count");
 const formElement = document.getElementById("add-user");
+const scroller = document.getElementById("users-view");
 
-const users = new UserList();
-const view = new VirtualList(document.getElementById("users-view"), document.getElementById("users"), users, fillRow);
-const form = formElement && new AddUserForm(formElement, send);
+const view = new VirtualList(scroller, document.getElementById("users"), fillRow, wantRows);
+const socketUrl = new URL(page.dataset.socketPath, location.href);
+socketUrl.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+let wanted = makeQuery({ limit: windowSize(), offset: 0 });
+let askedAt = -Infinity;
+let askTimer;
+const live = new LiveUsers(socketUrl, wanted);
+const controls = new ListControls(
+  document.getElementById("search"),
+  document.querySelectorAll("[data-column]"),
+  changeSearchOrOrder,
+);
+const form = formElement && new AddUserForm(formElement, live);
 
-let socket = null;
-let retryDelay = RETRY_FIRST_MS;
-let connectionState = null;
-// The epoch and version of the list shown, which the next connection resumes
-// from; null before the first snapshot, and after changes that could not be
-// applied to it.
-let held = null;
+function windowSize() {
+  return Math.min(MAX_LIMIT, view.rowsInView * SCREENS_PER_WINDOW);
+}
 
-function setState(state) {
-  if (state === connectionState) return; // the status is a live region: say each state once
-  connectionState = state;
+// Ask for the window around the rows in view, unless the window held or asked for holds them.
+function wantRows(first, end) {
+  const held = live.current;
+  if (held === null) return;
+  const holds = (query, length) =>
+    query.search === controls.search &&
+    query.order === controls.order &&
+    first >= query.offset &&
+    Math.min(end, held.total) <= query.offset + length;
+  if (holds(held.query, held.users.length) || holds(wanted, wanted.limit)) return;
+  const limit = windowSize();
+  const margin = Math.floor((limit - (end - first)) / 2);
+  follow({ search: controls.search, order: controls.order, limit, offset: Math.max(0, first - margin) });
+}
+
+// Follow `options`' window: the newest one asked for wins, and it goes at most every MIN_MS_BETWEEN_WINDOWS.
+function follow(options) {
+  const query = makeQuery(options);
+  if (sameQuery(query, wanted)) return;
+  wanted = query;
+  clearTimeout(askTimer);
+  askTimer = setTimeout(() => {
+    askedAt = performance.now();
+    live.query(wanted).catch((error) => console.warn("The list did not change:", error.message));
+  }, Math.max(0, askedAt + MIN_MS_BETWEEN_WINDOWS - performance.now()));
+}
+
+function changeSearchOrOrder({ search, order }) {
+  scroller.scrollTop = 0;
+  follow({ search, order, limit: windowSize(), offset: 0 });
+}
+
+function showWindow({ query, users, total }) {
+  view.show(query.offset, users, total);
+  count.textContent = query.search ? `(${total} matching)` : `(${total})`;
+}
+
+function showState(state) {
   status.dataset.state = state;
   status.textContent = STATE_TEXT[state];
   form?.setLive(state === "live");
@@ -59,70 +103,9 @@ function span(className, text) {
 // Built with textContent only: names and emails are never parsed as HTML.
 function fillRow(row, user) {
   row.dataset.id = user.id;
-  row.replaceChildren(span("name", user.name), span("email", user.email));
+  row.replaceChildren(span("id", user.id), span("name", user.name), span("email", user.email));
   if (page.dataset.editUrl) row.append(editLink(user));
 }
 
-function send(command) {
-  if (socket?.readyState === WebSocket.OPEN) socket.send(JSON.stringify(command));
-}
-
-function showCurrentList() {
-  view.render();
-  count.textContent = `(${users.size})`;
-  retryDelay = RETRY_FIRST_MS;
-  setState("live");
-}
-
-function receiveSnapshot(frame) {
-  users.replace(frame.users);
-  held = { epoch: frame.epoch, version: frame.version };
-  showCurrentList();
-}
-
-function receiveChanges(frame) {
-  if (held === null || frame.epoch !== held.epoch || frame.from !== held.version) {
-    // Changes to another list than the one shown would make a list that never
-    // existed: start again from the whole list.
-    held = null;
-    reconnect();
-    return;
-  }
-  users.apply(frame.upserted, frame.deleted);
-  held.version = frame.version;
-  showCurrentList();
-}
-
-function receive(event) {
-  const frame = JSON.parse(event.data);
-  if (frame.type === "snapshot") receiveSnapshot(frame);
-  else if (frame.type === "changes") receiveChanges(frame);
-  else if (frame.type === "ack" || frame.type === "error") form?.answer(frame);
-}
-
-function connect() {
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const resume = held ? `&epoch=${encodeURIComponent(held.epoch)}&version=${held.version}` : "";
-  const query = `?client=${CLIENT}${resume}`;
-  const ws = new WebSocket(`${scheme}://${location.host}${page.dataset.socketPath}${query}`, SUBPROTOCOL);
-  socket = ws;
-  // A socket given up on may still deliver frames, and its close comes later:
-  // only the current socket's count.
-  ws.addEventListener("open", () => ws === socket && form?.resend());
-  ws.addEventListener("message", (event) => ws === socket && receive(event));
-  ws.addEventListener("close", () => ws === socket && reconnect());
-}
-
-function reconnect() {
-  socket?.close();
-  socket = null;
-  setState("reconnecting");
-  // Exponential backoff with jitter, so that a restarted server is not hit
-  // by every page at the same instant.
-  const delay = retryDelay * (0.5 + Math.random());
-  retryDelay = Math.min(retryDelay * 2, RETRY_MAX_MS);
-  setTimeout(connect, delay);
-}
-
-setState("connecting");
-connect();
+live.onUpdate(showWindow);
+live.onState(showState); // a live region: the client reports each state once

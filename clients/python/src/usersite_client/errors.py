@@ -18,5 +18,9 @@ class HandshakeError(Exception):
     """The server turned the socket down in a way that trying again would not change."""
 
 
+class InvalidQueryError(ValueError):
+    """A query the server would refuse, or did (``invalid_query``): the message says which part."""
+
+
 class OutOfSyncError(Exception):
     """The list cannot follow this frame; only a new snapshot can bring it back."""

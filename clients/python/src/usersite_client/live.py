@@ -1,4 +1,4 @@
-"""LiveUsers: the list of users kept current over protocol v2, and the writes beside it."""
+"""LiveUsers: the list of users, or a window of it, kept current over protocol v2, and writes."""
 
 import asyncio
 import json
@@ -12,9 +12,10 @@ from websockets.asyncio.client import ClientConnection
 from .backoff import Backoff
 from .commands import Outbox, encode_command
 from .connection import CONNECTION_LOST, open_socket
-from .errors import CommandError, OutOfSyncError
+from .errors import CommandError, InvalidQueryError, OutOfSyncError
 from .feed import Feed
-from .urls import resume_url, with_parameters
+from .query import PARAMETERS, Query
+from .urls import parameter_names, resume_url, with_parameters
 from .userlist import Update, UserList, Users
 
 logger = logging.getLogger("usersite_client")
@@ -30,6 +31,11 @@ class LiveUsers:
             user = await live.create(name="Ada", email="ada@example.org")
             async for users in live:
                 ...  # {"1": {"id": "1", "name": ..., "email": ...}, ...}
+
+    With ``search``, ``order``, ``limit`` or ``offset`` it follows that window
+    of the list instead (docs/protocol.md, "Live queries"), in that order, and
+    ``live.query(...)`` moves it to another; ``users.total`` counts every
+    user that matches.
 
     It connects at ``async with``, and again after a lost connection (waiting
     ``reconnect``'s delays), resuming from the list it holds; it starts over
@@ -50,16 +56,27 @@ class LiveUsers:
         url: str,
         token: str | None = None,
         *,
+        search: str = "",
+        order: str = "id",
+        limit: int | None = None,
+        offset: int = 0,
         reconnect: Backoff | None = None,
         open_timeout: float = 10.0,
     ):
+        if in_url := sorted(parameter_names(url) & set(PARAMETERS)):
+            raise InvalidQueryError(
+                f"Give {', '.join(in_url)} as LiveUsers' arguments, not in the URL: "
+                "the client orders the window by them, and query() replaces them."
+            )
         self.url, self.token, self.open_timeout = url, token, open_timeout
         # This client's name for the server's request-id receipts: a command
         # resent after a reconnect is known again, and never taken for another
         # anonymous client's.
         self.client = uuid.uuid4().hex
         self.reconnect = reconnect or Backoff()
-        self._list = UserList()
+        self._list = UserList(Query(search, order, limit, offset))
+        # The query the server follows since it acknowledged it, until its snapshot comes.
+        self._query_acked: Query | None = None
         self._feed = Feed()
         self._outbox = Outbox()
         self._socket: ClientConnection | None = None
@@ -104,6 +121,23 @@ class LiveUsers:
         ack = await self._command({"action": "delete", "id": str(id)})
         return ack["deleted"]
 
+    async def query(
+        self, *, search: str = "", order: str = "id", limit: int | None = None, offset: int = 0
+    ) -> None:
+        """
+        Follow another window on the same connection; return once the server acknowledged it.
+
+        Arguments left out take their defaults, as in ``LiveUsers(...)``. The
+        next snapshot is the new window; a reconnection asks for it too.
+        """
+        query = Query(search, order, limit, offset)
+        try:
+            await self._command(query.command())
+        except CommandError as error:
+            if error.code == "invalid_query":
+                raise InvalidQueryError(error.message) from error
+            raise
+
     async def _command(self, fields: dict[str, Any]) -> dict[str, Any]:
         """Send a command until it is answered; return its ack, or raise its error."""
         if self._runner is None:
@@ -144,7 +178,7 @@ class LiveUsers:
             self._end(error)
 
     def _url(self) -> str:
-        url = with_parameters(self.url, client=self.client)
+        url = with_parameters(self.url, client=self.client, **self._list.query.parameters())
         if self._starting_over or self._list.epoch is None:
             return url
         return resume_url(url, self._list.epoch, self._list.version)
@@ -159,12 +193,17 @@ class LiveUsers:
                     self._receive(text)
             finally:
                 self._socket = None
+                self._follow_acked_query()
         logger.warning("%s closed the connection (code %s)", self.url, socket.close_code)
 
     def _receive(self, text: str | bytes) -> None:
         frame = _decode(text)
         kind = frame.get("type")
         if kind in ("snapshot", "changes"):
+            if self._query_acked is not None:
+                if kind == "changes":
+                    return  # of the window being left: the new one's snapshot replaces it
+                self._follow_acked_query()
             update = self._list.apply(frame)
             # The connection works and the list follows it: the next loss
             # waits the shortest delay again, and may resume.
@@ -173,16 +212,37 @@ class LiveUsers:
             if update is not None:
                 self._feed.publish(update)
         elif kind in ("ack", "error"):
+            if kind == "ack" and "query" in frame:
+                # Noted before the next frame is read, as the snapshot after it is the new
+                # window's (the newest ack's: the server may send one for several); and
+                # from the ack, not the command: a query() cancelled once sent still counts.
+                self._query_acked = _acked_query(frame)
             answered = self._outbox.answer(frame)
             if kind == "error" and not answered:  # about no command of ours: the resume, say
+                if frame.get("code") == "invalid_query" and frame.get("request_id") is None:
+                    # The URL's query: no list comes, on this connection or the next.
+                    raise InvalidQueryError(str(frame.get("message")))
                 logger.warning("The server says: %s: %s", frame.get("code"), frame.get("message"))
         # Frames of other types are ignored: a later server may add some.
+
+    def _follow_acked_query(self) -> None:
+        """Hold the acknowledged query's list from here on, starting from its snapshot."""
+        if self._query_acked is not None:
+            self._list = UserList(self._query_acked)
+            self._query_acked = None
 
     def _end(self, error: BaseException | None) -> None:
         """Stop iterating and raise ``error`` in commands (or say that the LiveUsers is closed)."""
         self._failure = error or RuntimeError("This LiveUsers is closed.")
         self._feed.end(error)
         self._outbox.fail(self._failure)
+
+
+def _acked_query(frame: dict[str, Any]) -> Query:
+    try:
+        return Query.from_frame(frame["query"])
+    except InvalidQueryError as error:
+        raise OutOfSyncError(f"an ack of a query that is not one: {error}") from None
 
 
 def _decode(text: str | bytes) -> dict[str, Any]:

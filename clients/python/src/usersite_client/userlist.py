@@ -2,19 +2,41 @@
 The list of users as protocol v2's frames describe it, with no socket.
 
 The rules that keep a client's list right (never older than one it had, never
-half a change) live here, in one class that tests drive frame by frame.
+half a change) live here, in one class that tests drive frame by frame. With
+a live query the list is the query's window, in the query's order.
 """
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any
 
 from .errors import OutOfSyncError
+from .query import WHOLE_LIST, Query
 
-# id -> {"id", "name", "email"}, ordered by integer id; read-only, and the user
-# dicts are shared with later lists, so treat them as read-only too.
-Users = Mapping[str, dict[str, str]]
+
+class Users(Mapping[str, dict[str, str]]):
+    """
+    Users by id, in the order of the query followed (integer id for the whole
+    list), and ``total``: how many users match the query, the window's or not.
+
+    Read-only, and the user dicts are shared with later lists, so treat them
+    as read-only too.
+    """
+
+    def __init__(self, users: dict[str, dict[str, str]], total: int):
+        self._users, self.total = users, total
+
+    def __getitem__(self, user_id: str) -> dict[str, str]:
+        return self._users[user_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._users)
+
+    def __len__(self) -> int:
+        return len(self._users)
+
+    def __repr__(self) -> str:
+        return f"Users({self._users!r}, total={self.total})"
 
 
 @dataclass(frozen=True)
@@ -24,14 +46,14 @@ class Update:
     epoch: str
     version: int
     users: Users
-    snapshot: bool  # the whole list came at once (connect, new epoch, starting over)
+    snapshot: bool  # the whole list or window came at once (connect, new epoch, new query)
     upserted: tuple[dict[str, str], ...] = ()
     deleted: tuple[str, ...] = ()  # only ids the list held
 
 
 class UserList:
     """
-    The newest list a client holds, with the epoch and version it is at.
+    The newest list a client holds of ``query``, with the epoch and version it is at.
 
     ``apply`` returns an Update when a frame moved the list forward, and None
     when it did not (a resume with nothing new, a snapshot no newer than the
@@ -40,10 +62,11 @@ class UserList:
     new snapshot brings the list back.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, query: Query = WHOLE_LIST) -> None:
+        self.query = query
         self.epoch: str | None = None
         self.version: int | None = None
-        self.users: Users = MappingProxyType({})
+        self.users = Users({}, 0)
 
     def apply(self, frame: Mapping[str, Any]) -> Update | None:
         """Apply a ``snapshot`` or ``changes`` frame; return what it changed, if anything."""
@@ -57,9 +80,10 @@ class UserList:
     def _apply_snapshot(self, frame: Mapping[str, Any]) -> Update | None:
         epoch, version = _text(frame, "epoch"), _integer(frame, "version")
         users = {user["id"]: user for user in _users(frame, "users")}
+        total = self._total(frame, users)
         if epoch == self.epoch and version <= self.version:
             return None  # the list is this one or newer: never go back
-        self.epoch, self.version, self.users = epoch, version, _ordered(users)
+        self.epoch, self.version, self.users = epoch, version, self._ordered(users, total)
         return Update(epoch, version, self.users, snapshot=True)
 
     def _apply_changes(self, frame: Mapping[str, Any]) -> Update | None:
@@ -83,12 +107,18 @@ class UserList:
         users.update((user["id"], user) for user in upserted)
         # An id the list does not hold was created and deleted in between.
         removed = tuple(user_id for user_id in deleted if users.pop(user_id, None) is not None)
-        self.version, self.users = version, _ordered(users)
+        total = self._total(frame, users)
+        self.version, self.users = version, self._ordered(users, total)
         return Update(epoch, version, self.users, False, tuple(upserted), removed)
 
+    def _total(self, frame: Mapping[str, Any], users: dict[str, dict[str, str]]) -> int:
+        """The frame's ``total``; the whole list's frames may leave it out, as every user counts."""
+        if "total" not in frame and self.query == WHOLE_LIST:
+            return len(users)
+        return _integer(frame, "total")
 
-def _ordered(users: dict[str, dict[str, str]]) -> Users:
-    return MappingProxyType(dict(sorted(users.items(), key=lambda item: int(item[0]))))
+    def _ordered(self, users: dict[str, dict[str, str]], total: int) -> Users:
+        return Users({user["id"]: user for user in self.query.sort(users.values())}, total)
 
 
 def _text(frame: Mapping[str, Any], key: str) -> str:
