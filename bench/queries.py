@@ -823,9 +823,8 @@ def analyse(users: dict, version: int, specs: list[Spec], index: dict | None, wr
                 expected = shown[bisect_right(changes, frame[1]) - 1]
                 wrong += (frame[4], frame[5]) != expected
     truths = [truth.shown(q) for q in range(len(specs))]
-    if whole:  # no total on the whole list
-        truths = [(shown, None) for shown, _ in truths]
-    mismatches = sum(final[socket][:2] != truths[q] for socket, q in enumerate(follows))
+    held = [(shown, None) for shown, _ in truths] if whole else truths  # the whole list: no total
+    mismatches = sum(final[socket][:2] != held[q] for socket, q in enumerate(follows))
     rest_mismatches = sum(final[socket][:2] != pages[q] for socket, q in enumerate(follows))
     window, sent = latencies["window"], latencies["sent"]
     return {
