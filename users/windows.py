@@ -234,8 +234,10 @@ class LiveQueries:
         """
         matches = self.matches.get(search)
         if not _can_move(matches, head):
-            matching = User.objects.filter(Query(search).matching()).order_by("id")
-            ids = IdSet(matching.values_list("id", flat=True).iterator(chunk_size=10_000))
+            # Unordered, without a cursor: PostgreSQL then uses the trigram
+            # indexes (a cursor or ORDER BY id walked the primary key, 4x slower).
+            matching = User.objects.filter(Query(search).matching()).order_by()
+            ids = IdSet(sorted(matching.values_list("id", flat=True)))
             self.matches[search] = Matches(head.epoch, head.version, ids)
             return None
         before = {}
