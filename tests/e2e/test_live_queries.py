@@ -84,12 +84,20 @@ class WindowWatcher:
 
 
 async def rest_page(http, query: Query) -> tuple[list, int]:
-    """REST's page of ``query``: the window a socket with that query must hold."""
+    """
+    REST's page of ``query`` (every page, for a query without a limit): the
+    window a socket with that query must hold.
+    """
     parameters = query.as_parameters() | {"limit": query.limit or 500}
     answer = await http.get("/api/v1/users", params=parameters)
-    assert answer.status_code == 200, answer.text
-    body = answer.json()
-    return body["users"], body["total"]
+    users = []
+    while True:
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        users += body["users"]
+        if query.limit is not None or body["next"] is None:
+            return users, body["total"]
+        answer = await http.get(body["next"])
 
 
 async def write_at_random(http, generator: random.Random, ids: list, problems: list) -> None:
