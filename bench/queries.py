@@ -89,22 +89,19 @@ import argparse
 import asyncio
 import hashlib
 import multiprocessing
-import os
 import random
-import shlex
 import signal
 import statistics
 import string
 import subprocess
 import sys
-import tempfile
 import time
 from bisect import bisect_left, bisect_right, insort
 from collections import Counter, defaultdict
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -116,7 +113,14 @@ from websockets.exceptions import ConnectionClosed  # noqa: E402
 
 from bench.fanout import client_cpu_seconds  # noqa: E402
 from bench.v2list import Decoder  # noqa: E402
-from bench.writes import Database, Servers, commit, format_pair, percentile, receive  # noqa: E402
+from bench.writes import (  # noqa: E402
+    Database,
+    Servers,
+    format_pair,
+    percentile,
+    receive,
+    run_and_describe,
+)
 
 SCENARIOS = ["first", "windows", "whole", "changes"]
 ORDERS = ["id", "-id", "name", "-name"]
@@ -1052,21 +1056,7 @@ def main() -> None:
         if getattr(args, name) is None:
             setattr(args, name, value)
     args.matches = args.matches or (args.users // 500, args.users // 125)
-    for option in ("postgres_url", "redis_url"):
-        if urlsplit(getattr(args, option)).hostname not in {"127.0.0.1", "localhost", "::1"}:
-            parser.error(f"--{option.replace('_', '-')}: loopback only")
-    load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory() as folder:
-        args.workdir = args.logs or Path(folder)
-        args.workdir.mkdir(parents=True, exist_ok=True)
-        results = asyncio.run(run(args))
-    load_after = os.getloadavg()
-    print()
-    print(f"# .venv/bin/python bench/queries.py {shlex.join(sys.argv[1:])}".rstrip())
-    print(
-        f"# {time.strftime('%Y-%m-%d %H:%M')}, commit {commit()}; {os.cpu_count()} cores; "
-        f"load {load_before[0]:.1f} at the start, {load_after[0]:.1f} at the end"
-    )
+    results = run_and_describe(parser, args, run)
     for line in summary(args, results):
         print(line)
 

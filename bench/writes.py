@@ -844,6 +844,30 @@ def numbers(text: str) -> list[int]:
     return [int(part) for part in text.split(",")]
 
 
+def run_and_describe(parser, args, run, details: str = "") -> list:
+    """
+    Run a benchmark's ``run(args)`` in a work folder, on loopback services only,
+    then print its command line and the machine's state around it.
+    """
+    for option in ("postgres_url", "redis_url"):
+        if urlsplit(getattr(args, option)).hostname not in {"127.0.0.1", "localhost", "::1"}:
+            parser.error(f"--{option.replace('_', '-')}: loopback only")
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as folder:
+        args.workdir = args.logs or Path(folder)
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        results = asyncio.run(run(args))
+    load_after = os.getloadavg()
+    print()
+    print(f"# .venv/bin/python bench/{Path(sys.argv[0]).name} {shlex.join(sys.argv[1:])}".rstrip())
+    print(
+        f"# {time.strftime('%Y-%m-%d %H:%M')}, commit {commit()}; {os.cpu_count()} cores; "
+        f"load {load_before[0]:.1f} at the start, {load_after[0]:.1f} at the end"
+        + (f"; {details}" if details else "")
+    )
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -918,22 +942,12 @@ def main() -> None:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     if unknown := set(args.backend) - set(BACKENDS):
         parser.error(f"unknown backends: {', '.join(sorted(unknown))}")
-    for option in ("postgres_url", "redis_url"):
-        if urlsplit(getattr(args, option)).hostname not in {"127.0.0.1", "localhost", "::1"}:
-            parser.error(f"--{option.replace('_', '-')}: loopback only")
-    load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory() as folder:
-        args.workdir = args.logs or Path(folder)
-        args.workdir.mkdir(parents=True, exist_ok=True)
-        results = asyncio.run(run(args))
-    load_after = os.getloadavg()
-    print()
-    print(f"# .venv/bin/python bench/writes.py {shlex.join(sys.argv[1:])}".rstrip())
-    print(
-        f"# {time.strftime('%Y-%m-%d %H:%M')}, commit {commit()}; {os.cpu_count()} cores; "
-        f"load {load_before[0]:.1f} at the start, "
-        f"{load_after[0]:.1f} at the end; {args.seconds:g} s per measurement, "
-        f"{args.users} users prefilled, {args.observers} observer(s) per process for rest"
+    results = run_and_describe(
+        parser,
+        args,
+        run,
+        f"{args.seconds:g} s per measurement, {args.users} users prefilled, "
+        f"{args.observers} observer(s) per process for rest",
     )
     for line in table(results, args.count) + ratios(args, results):
         print(line)
