@@ -308,7 +308,8 @@ class Relay:
                 frame = frames[holds]
             if frame is not None:
                 socket.offer(frame)
-        live.keep(self.sockets)
+        if live.current:  # without live queries, no walk over every socket
+            live.keep(self.sockets)
         metrics.FANOUT_DURATION.observe(time.perf_counter() - started)
 
     def offer_window(self, socket, resumed: dict, frames: dict) -> None:
