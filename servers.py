@@ -24,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 ASGI_APP = "usersite.asgi:application"
-SOCKET_PATH = "/api/v1/users/ws"  # users.routing serves the live list there
+SOCKET_PATH = "/api/v1/users/ws"  # users.sockets.routing serves the live list there
 
 # The production server is uvicorn: its websockets-sansio protocol makes a send
 # wait while the client's TCP buffer is full, which lets a consumer drop stale

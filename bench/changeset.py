@@ -7,7 +7,7 @@ Time the list read behind one v2 change set, and show the database's plan for it
 For each M: a fresh SQLite database (or --database-url, emptied) with M
 users, seeded as bench/fanout.py seeds them, then one create through
 users.services; then the relay's read for sockets one version behind
-(``users.snapshots.read(everyone=False, resumes=[(epoch, version - 1)])``)
+(``users.live.snapshots.read(everyone=False, resumes=[(epoch, version - 1)])``)
 is timed --repeat times (median), and each SELECT it ran is shown with the
 database's plan for it. A change set's read should not grow with M.
 """
@@ -37,7 +37,8 @@ MEASURE = """
 import statistics, time
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from users import services, snapshots
+from users import services
+from users.live import snapshots
 services.user_create(name="Changed")
 epoch, version = snapshots.current_version()
 def change_set_read():

@@ -4,13 +4,13 @@ The project with counters, for ``bench/fanout.py --count``: what changes cost a 
 The project's own application, wrapped from outside as the unit tests'
 monkeypatching does (nothing in users/ knows of it), counting in this process:
 
-  reads          list reads (users.snapshots.read), each one transaction;
+  reads          list reads (users.live.snapshots.read), each one transaction;
   read_queries   the SQL statements those reads ran;
   queries        every SQL statement the process ran (writes, REST, the
                  relay's version checks, reads);
-  encodings      JSON encodings of a list or frame (users.snapshots.dump);
+  encodings      JSON encodings of a list or frame (users.live.snapshots.dump);
   offers         frames offered to sockets (LiveListConsumer.offer);
-  publishes      announcements of a new version to the group (users.relay).
+  publishes      announcements of a new version to the group (users.live.relay).
 
 ``GET /bench/counts`` answers them as a JSON object.
 """
@@ -24,8 +24,8 @@ from usersite.asgi import application as project  # first: it sets Django up
 # isort: split
 from django.db.backends.signals import connection_created
 
-from users import relay, snapshots
-from users.consumers import LiveListConsumer
+from users.live import relay, snapshots
+from users.sockets.consumers import LiveListConsumer
 
 COUNTS = Counter()
 _reading = threading.local()
@@ -65,7 +65,7 @@ def counted_read(*args, **kwargs):
 
 
 read = snapshots.read
-snapshots.read = counted_read  # users.relay looks it up at every refresh
+snapshots.read = counted_read  # users.live.relay looks it up at every refresh
 snapshots.dump = counted("encodings", snapshots.dump)  # looked up at every encoding
 LiveListConsumer.offer = counted("offers", LiveListConsumer.offer)
 # Taken by the process's Relay when the first socket makes it, after this import.

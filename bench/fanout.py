@@ -121,7 +121,7 @@ User.objects.bulk_create(
 CHANGE_WHILE_DOWN = """
 from users.models import User
 from users.serializers import UserSerializer
-from users.snapshots import current_version, dump
+from users.live.snapshots import current_version, dump
 for i in range({changes}):
     if i % 3 == 0:
         User.objects.create(name=f"Made while down {{i}}")

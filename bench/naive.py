@@ -16,8 +16,8 @@ from channels.routing import ProtocolTypeRouter, URLRouter
 from django.urls import re_path
 
 from users.models import User
-from users.routing import SOCKET_PATH
 from users.serializers import UserSerializer
+from users.sockets.routing import SOCKET_PATH
 
 
 class NaiveUserListConsumer(AsyncJsonWebsocketConsumer):

@@ -38,7 +38,7 @@ Scenarios (--scenario, comma-separated; all by default):
            --whole-sockets v2 sockets without a query (the whole list).
   changes  on the --users list, in manage.py shell: one create, then the read
            with which a server process moves its windows on after it
-           (``users.windows.read_changes(version - 1, searches)``), timed
+           (``users.live.windows.read_changes(version - 1, searches)``), timed
            --repeat times (median) for each number of distinct searches in
            --search-counts: what a change costs a process per search its
            windows follow, whether or not the change touches them.
@@ -125,7 +125,7 @@ from bench.writes import (  # noqa: E402
 SCENARIOS = ["first", "windows", "whole", "changes"]
 ORDERS = ["id", "-id", "name", "-name"]
 KINDS, KIND_WEIGHTS = ["create", "rename", "delete"], [4, 4, 2]
-VERSION_HEADER = "Users-Version"  # users.views: the version a write committed at
+VERSION_HEADER = "Users-Version"  # users.api.views: the version a write committed at
 SUBPROTOCOLS = ["users.v2"]
 FULL = {
     "users": 100_000,
@@ -186,8 +186,8 @@ SEED = "from bench.queries import seed; seed({users}, {seed})"
 READ_CHANGES = """
 import statistics, time
 from users import services
-from users.snapshots import current_version
-from users.windows import read_changes
+from users.live.snapshots import current_version
+from users.live.windows import read_changes
 searches = {searches!r}
 services.user_create(name="Changed")
 epoch, version = current_version()
@@ -386,7 +386,7 @@ async def first_frame(url: str, keep: bool = False) -> tuple:
 
 
 def read_changes_cost(args, database: Database, searches: list[str]) -> dict:
-    """Time users.windows.read_changes after one create, for each number of searches."""
+    """Time users.live.windows.read_changes after one create, for each number of searches."""
     counts = [count for count in args.search_counts if count <= len(searches)]
     rng = random.Random(args.seed + 3)
     chosen = rng.sample(searches, max(counts))

@@ -161,7 +161,7 @@ print(deleted, statements[0], started, deleted_at, committed_at,
       cpu() - shell_cpu, database_cpu() - database_cpu_before)
 """
 
-# How users.snapshots.dump encodes protocol v2's list frames: a writer skips
+# How users.live.snapshots.dump encodes protocol v2's list frames: a writer skips
 # them without decoding (acks and errors are encoded otherwise, and decoded).
 LIST_FRAMES = ('{"type":"snapshot"', '{"type":"changes"')
 SCREEN_PREFIX = "Screen "  # names of the screen scenario's creates

@@ -19,9 +19,9 @@ from django.conf import settings as django_settings
 from django.core.cache import cache
 from django.db import connections
 
+from users.live.snapshots import VERSION_ROW
 from users.models import UserListVersion
-from users.routing import SOCKET_PATH
-from users.snapshots import VERSION_ROW
+from users.sockets.routing import SOCKET_PATH
 from usersite.asgi import application
 
 DEFAULT_PORTS = {"redis": 6379, "postgres": 5432, "postgresql": 5432}

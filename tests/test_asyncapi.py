@@ -16,9 +16,9 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
 from users import services
-from users.consumers import CLIENT_ID
 from users.queries import MAX_LIMIT, ORDERS, PARAMETERS
-from users.routing import SOCKET_PATH
+from users.sockets.consumers import CLIENT_ID
+from users.sockets.routing import SOCKET_PATH
 
 DOCUMENT_PATH = settings.BASE_DIR / "docs" / "asyncapi.yaml"
 DOCUMENT_URL = "/api/asyncapi.yaml"

@@ -11,10 +11,10 @@ from django.test import Client
 
 from tests.helpers import amake_account, receive_list, wire
 from users import services
-from users.consumers import UserListConsumer
+from users.live.relay import Relay, acurrent_version, send_to_group
 from users.models import User
-from users.relay import Relay, acurrent_version, send_to_group
-from users.routing import SOCKET_PATH
+from users.sockets.consumers import UserListConsumer
+from users.sockets.routing import SOCKET_PATH
 from usersite.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -9,7 +9,8 @@ from django.core.management import call_command
 from django.db import connection, transaction
 
 from tests.helpers import wire
-from users import history, services, snapshots
+from users import services
+from users.live import history, snapshots
 from users.models import CommandReceipt, UserListVersion, UserTombstone
 
 pytestmark = pytest.mark.django_db

@@ -10,7 +10,8 @@ from django.core.management import call_command
 from django.db import OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from users import history, housekeeping, relay, services
+from users import services
+from users.live import history, housekeeping, relay
 from users.models import CommandReceipt, UserTombstone
 from usersite.asgi import application
 
@@ -111,7 +112,7 @@ async def test_a_database_outage_is_logged_and_the_next_period_forgets(
     await sweeps.until(3)
     await stopped(lifespan)
     assert sweeps[2] == (1, 1)
-    warnings = [r.getMessage() for r in caplog.records if r.name == "users.housekeeping"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "users.live.housekeeping"]
     assert (
         warnings[:2]
         == ["Could not forget the expired history; trying again later: connection refused"] * 2

@@ -6,7 +6,7 @@ from rest_framework.authtoken.models import Token
 
 from tests.helpers import amake_account, receive_list
 from users.models import User
-from users.routing import SOCKET_PATH
+from users.sockets.routing import SOCKET_PATH
 from usersite.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -66,7 +66,7 @@ def test_sort_name_lowers_ascii_letters_only():
 @pytest.mark.django_db
 @pytest.mark.parametrize("order", ["id", "-id", "name", "-name"])
 def test_python_orders_users_as_the_database_does(order):
-    """users.windows places users in Python: its order must be the database's, ties included."""
+    """users.live.windows places users in Python: in the database's order, ties included."""
     User.objects.bulk_create([User(name=name) for name in NAMES * 2])
     query = Query(order=order)
     database = list(query.apply(User.objects.all()).values_list("id", flat=True))

@@ -9,7 +9,8 @@ from django.db import connection, transaction
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tests.helpers import change_without_broadcast, receive_list, wire
-from users import relay, services, snapshots
+from users import services
+from users.live import relay, snapshots
 from users.models import User
 from usersite import redis_servers
 

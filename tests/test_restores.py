@@ -9,9 +9,10 @@ from django.conf import settings as django_settings
 from django.db import models, transaction
 
 from tests.helpers import receive_list, wire
-from users import history, relay, restores, services
+from users import services
+from users.live import history, relay, restores
 from users.models import VERSION_ROW, User, UserListVersion, UserTombstone
-from users.routing import SOCKET_PATH
+from users.sockets.routing import SOCKET_PATH
 from usersite import redis_servers
 
 pytestmark = pytest.mark.django_db(transaction=True)

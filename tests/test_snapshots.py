@@ -8,7 +8,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from tests.helpers import receive_list, wire
-from users import history, services, snapshots
+from users import services
+from users.live import history, snapshots
 from users.models import User, UserListVersion, next_version
 
 pytestmark = pytest.mark.django_db

@@ -336,7 +336,7 @@ def test_a_write_to_an_id_of_thousands_of_digits_answers_404(editor, method):
 @pytest.fixture
 def deleted_after_loading(monkeypatch):
     """Make the detail view load its user, then have another writer delete it."""
-    from users.views import UserDetail
+    from users.api.views import UserDetail
 
     get_object = UserDetail.get_object
 

@@ -1,4 +1,4 @@
-"""Live queries on the socket (users.windows), through channels' WebsocketCommunicator."""
+"""Live queries on the socket (users.live.windows), through channels' WebsocketCommunicator."""
 
 import json
 import random
@@ -10,10 +10,10 @@ from django.test import AsyncClient
 
 from tests.helpers import HeldWindow, amake_account, wire
 from users import services
+from users.live.windows import IdSet
 from users.models import User
 from users.queries import Query
-from users.routing import SOCKET_PATH
-from users.windows import IdSet
+from users.sockets.routing import SOCKET_PATH
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

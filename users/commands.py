@@ -5,7 +5,7 @@ A write that carries a request id leaves a receipt in its own transaction
 (users.models.CommandReceipt): the same id from the same requester within
 USERS_HISTORY_SECONDS gets the first answer again and writes nothing, so a
 client that lost an acknowledgement (a dropped connection) can simply retry.
-REST's ``Idempotency-Key`` header shares the receipts (users.views).
+REST's ``Idempotency-Key`` header shares the receipts (users.api.views).
 """
 
 from collections.abc import Callable
@@ -36,7 +36,7 @@ def requester_key(account, anonymous_client: str | None) -> str:
     Whose request ids these are: an account's, or one anonymous client's.
 
     Anonymous writers have no account to scope them: each socket names its
-    client (users.consumers), so that two clients picking the same id never
+    client (users.sockets.consumers), so that two clients picking the same id never
     get each other's answer.
     """
     if account.is_authenticated:

@@ -1,5 +1,5 @@
 """
-What this process tells Prometheus (``GET /metrics``, users.views.metrics).
+What this process tells Prometheus (``GET /metrics``, users.api.views.metrics).
 
 Every metric of the users app is defined here; the relay, the consumers and the
 throttle only count. Each server process has its own registry and serves its
@@ -116,7 +116,7 @@ class OpenSockets:
         yield self.family()
 
     def collect(self):
-        from .relay import _relay as relay  # the relay imports this module
+        from .live.relay import _relay as relay  # the relay imports this module
 
         gauge = self.family()
         counts = {1: 0, 2: 0}

@@ -1,8 +1,8 @@
 """
 A live query: which users a client sees, and in what order (docs/protocol.md, "Live queries").
 
-One Query filters and orders both REST's pages (users.views) and the socket's
-windows (users.windows), so both show the same users in the same places.
+One Query filters and orders both REST's pages (users.api.views) and the socket's
+windows (users.live.windows), so both show the same users in the same places.
 
 Its order is one that Python reproduces exactly, so that a window can place a
 changed user without asking the database: names compare by their text with

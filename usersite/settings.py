@@ -152,7 +152,7 @@ if REDIS_SENTINELS:
         raise ImproperlyConfigured("REDIS_SENTINELS needs REDIS_SENTINEL_MASTER (README.md).")
     REDIS_URL = REDIS_URL or f"redis://{REDIS_SENTINEL_MASTER}/0"
 # How long a group membership lasts unless renewed; the users app renews its
-# membership well before (users.relay).
+# membership well before (users.live.relay).
 CHANNEL_GROUP_EXPIRY = int(os.environ.get("CHANNEL_GROUP_EXPIRY", 86400))
 if REDIS_URL:
     # channels-redis' core layer (docs/performance.md says why not pub/sub).
@@ -222,11 +222,11 @@ SPECTACULAR_SETTINGS = {
 USERS_ANONYMOUS_WRITES = env_bool("USERS_ANONYMOUS_WRITES", DEBUG)
 
 # A socket whose client has not taken a list for this many seconds is closed;
-# until then it is only ever sent the newest list (users.consumers).
+# until then it is only ever sent the newest list (users.sockets.consumers).
 USERS_SLOW_CLIENT_TIMEOUT = float(os.environ.get("USERS_SLOW_CLIENT_TIMEOUT", 10))
 
 # How long, at least, protocol v2 clients can resume from a version they hold
-# and retry a write with the same request id (users.history).
+# and retry a write with the same request id (users.live.history).
 USERS_HISTORY_SECONDS = int(os.environ.get("USERS_HISTORY_SECONDS", 3600))
 
 # What one client may write (users.throttling): through REST, this many writes

@@ -4,12 +4,12 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from users.views import LiveListPage, asyncapi, health, metrics
+from users.api.views import LiveListPage, asyncapi, health, metrics
 
 urlpatterns = [
     path("", LiveListPage.as_view(), name="live-list"),
     path("admin/", admin.site.urls),
-    path("api/v1/", include("users.urls")),
+    path("api/v1/", include("users.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/asyncapi.yaml", asyncapi, name="asyncapi"),

@@ -70,7 +70,7 @@ async def test_health_answers_503_naming_only_an_unreachable_database(
         {"database": "failing", "channel_layer": "ok"},
     )
     records = [json.loads(line) for line in server.log.read_text().splitlines() if line.strip()]
-    warnings = [r["message"] for r in records if r["logger"] == "users.views"]
+    warnings = [r["message"] for r in records if r["logger"] == "users.api.views"]
     assert any("database failing: OperationalError" in message for message in warnings)
 
 

@@ -254,7 +254,7 @@ async def test_a_client_that_cannot_resume_gets_a_snapshot(server, server_env):
     assert changes[0]["type"] == "changes"
     assert created["id"] in changes[0]["deleted"]
     manage_shell(
-        server_env, "from users.history import forget_expired; forget_expired()",
+        server_env, "from users.live.history import forget_expired; forget_expired()",
         USERS_HISTORY_SECONDS="0",
     )  # fmt: skip
     assert await resume_answer(f"?epoch={epoch}&version={start}") == ["snapshot"]

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
-from users.history import forget_expired_once
+from users.live.history import forget_expired_once
 
 
 class Command(BaseCommand):

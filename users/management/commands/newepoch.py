@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from users.history import start_new_epoch
+from users.live.history import start_new_epoch
 
 
 class Command(BaseCommand):

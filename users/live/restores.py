@@ -7,11 +7,11 @@ versions that clients already hold for other lists, and a client resuming
 from one would get a change set that leaves it on a wrong list. The evidence
 is a version read committed that is lower than one read committed before, in
 the same epoch: versions only grow otherwise. Whoever sees it starts a new
-epoch (``users.history.start_new_epoch``), as ``manage.py newepoch`` would, so
+epoch (``users.live.history.start_new_epoch``), as ``manage.py newepoch`` would, so
 every client takes the whole list.
 
 Who remembers the versions read before:
-- each relay, the newest version it heard of (users.relay): its once-a-second
+- each relay, the newest version it heard of (users.live.relay): its once-a-second
   check compares the committed version with it, so a running process notices
   a restore within a second. Not on every announcement older than that: in a
   burst most are (each process hears its own versions back from the layer),
@@ -19,7 +19,7 @@ Who remembers the versions read before:
 - with Redis, one key per epoch holding the newest version any relay heard of
   (``record``: at each check and at shutdown), which the restore does not
   touch: a process started after the restore notices it at startup
-  (users.housekeeping) and each relay at its first join.
+  (users.live.housekeeping) and each relay at its first join.
 
 Several processes notice one restore at about the same time; the new epoch
 replaces only the epoch they saw (``start_new_epoch(replacing=...)``), so one

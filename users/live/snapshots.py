@@ -8,7 +8,7 @@ read (``read``) returns the list's head (epoch, version, how far back the
 history reaches) with every user, or only with those changed since the oldest
 version a client holds. From it come protocol v1's bare array and v2's
 snapshot and change-set frames, each encoded once however many sockets it
-goes to (users.relay groups them).
+goes to (users.live.relay groups them).
 """
 
 import json
@@ -19,8 +19,8 @@ from operator import attrgetter
 
 from django.db import connection, transaction
 
-from .models import VERSION_ROW, User, UserListVersion, UserTombstone
-from .serializers import UserSerializer
+from ..models import VERSION_ROW, User, UserListVersion, UserTombstone
+from ..serializers import UserSerializer
 
 ROW_FIELDS = [*UserSerializer.Meta.fields, "version"]
 

@@ -3,11 +3,11 @@ What the live list remembers of its past: deletions and acknowledged writes.
 
 A deleted user leaves a tombstone with the version of its deletion
 (``UserQuerySet.delete``), so that a client resuming from an older version
-learns of it (users.snapshots). Both tombstones and command receipts (users.commands) are kept for
-USERS_HISTORY_SECONDS, in the database, so a resume or a retry works across
-restarts of every server process and of Redis.
+learns of it (users.live.snapshots). Both tombstones and command receipts
+(users.commands) are kept for USERS_HISTORY_SECONDS, in the database, so a
+resume or a retry works across restarts of every server process and of Redis.
 
-Forgetting what expired is a duty of the cluster (users.housekeeping runs it
+Forgetting what expired is a duty of the cluster (users.live.housekeeping runs it
 in every server process, ``manage.py forgetexpired`` from cron), done by one
 process at a time.
 """
@@ -20,7 +20,7 @@ from django.db import connection, transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
-from .models import (
+from ..models import (
     VERSION_ROW,
     CommandReceipt,
     User,
@@ -28,7 +28,7 @@ from .models import (
     UserTombstone,
     new_epoch,
 )
-from .signals import users_changed
+from ..signals import users_changed
 
 # The key of the PostgreSQL advisory lock that one sweep of the history holds
 # for the whole cluster: "usersite" in ASCII, a bigint no other lock here uses.
@@ -100,7 +100,7 @@ def start_new_epoch(*, replacing: str | None = None) -> str | None:
     the list is still in that epoch (several processes that notice the same
     restore start one new epoch between them); return the new epoch, or None
     when another was started meanwhile. Announced after the commit, as a
-    change to users is (users.relay), so running servers switch at once.
+    change to users is (users.live.relay), so running servers switch at once.
     """
     epoch = new_epoch()
     with transaction.atomic():

@@ -5,9 +5,9 @@ A change to users is counted in the writer's transaction (users.models); after
 the commit, ``publish`` sends the new version to the channel layer's ``users``
 group. One Relay per server process is that group's member for all the
 process's sockets: when it hears of a version its sockets do not hold, it reads
-the list once (users.snapshots) and gives each socket the frame that brings it
+the list once (users.live.snapshots) and gives each socket the frame that brings it
 there, encoded once per protocol and per version the sockets hold (a socket
-that follows a live query gets what changed in its window, users.windows). The layer
+that follows a live query gets what changed in its window, users.live.windows). The layer
 carries one small message per process and change, whatever the size of the
 list or the number of sockets.
 
@@ -17,7 +17,7 @@ the layer may have lost what was sent to it (an outage, a Redis restart, which
 forgets every membership), renews the membership before the layer's group
 expiry, and checks once a second that no committed version went unheard. It
 also notices a database that went back to an older version (a restore from a
-backup without ``manage.py newepoch``) and starts a new epoch (users.restores).
+backup without ``manage.py newepoch``) and starts a new epoch (users.live.restores).
 """
 
 import asyncio
@@ -38,7 +38,8 @@ from redis.exceptions import RedisError
 
 from usersite import redis_servers
 
-from . import metrics, restores, snapshots, windows
+from .. import metrics
+from . import restores, snapshots, windows
 
 GROUP = "users"
 CHANGED_EVENT = "users.changed"
@@ -222,7 +223,7 @@ class Relay:
     async def committed(self, client=None) -> tuple[str, int]:
         """
         Return the committed version, starting a new epoch first if it is older
-        than one heard of before (the database went back: users.restores).
+        than one heard of before (the database went back: users.live.restores).
 
         With ``client``, also record the newest version heard of in Redis and
         compare with the newest any process recorded.
@@ -242,7 +243,7 @@ class Relay:
     async def record(self) -> None:
         """
         Record the newest version heard of in Redis, for a process started after
-        a restore (users.restores): at shutdown, after the checks' last.
+        a restore (users.live.restores): at shutdown, after the checks' last.
         """
         if not settings.REDIS_URL or not self.known_epoch:
             return
@@ -263,7 +264,7 @@ class Relay:
         One read for all of them: every user if a v1 socket or a v2 socket
         without a usable version needs the whole list, else the changes since
         the oldest version a v2 socket holds; in the same moment, the windows
-        of live queries (users.windows). Sockets that hold the same version
+        of live queries (users.live.windows). Sockets that hold the same version
         (of the same query) share one encoded frame.
         """
         stale = self.stale_sockets()
@@ -491,7 +492,7 @@ _relay: Relay | None = None
 async def shutdown() -> None:
     """
     Record the newest version heard of and leave the group, at the server's
-    shutdown (the ASGI lifespan's, users.housekeeping).
+    shutdown (the ASGI lifespan's, users.live.housekeeping).
 
     uvicorn ends on SIGTERM by raising the signal again once it has served, so
     no task of the loop runs after that. A member left behind is sent every

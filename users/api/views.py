@@ -32,14 +32,15 @@ from rest_framework.response import Response
 
 from usersite import redis_servers
 
-from . import commands, services, snapshots
+from .. import commands, services
+from ..live import snapshots
+from ..models import VERSION_ROW, User, UserListVersion, parse_user_id
+from ..permissions import CanWriteUsers, may_write
+from ..serializers import UserSerializer
+from ..sockets.routing import SOCKET_PATH
+from ..throttling import AnonymousReadRateThrottle, WriteRateThrottle
 from .filters import QueryFilter
-from .models import VERSION_ROW, User, UserListVersion, parse_user_id
 from .pagination import QueryPagination
-from .permissions import CanWriteUsers, may_write
-from .routing import SOCKET_PATH
-from .serializers import UserSerializer
-from .throttling import AnonymousReadRateThrottle, WriteRateThrottle
 
 logger = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ from rest_framework import status
 from rest_framework.exceptions import APIException
 from rest_framework.filters import BaseFilterBackend
 
-from .queries import MAX_SEARCH_LENGTH, ORDERS, InvalidQueryError, Query
+from ..queries import MAX_SEARCH_LENGTH, ORDERS, InvalidQueryError, Query
 
-# Any of these asks for a page (users.pagination); without them the list is every user.
+# Any of these asks for a page (users.api.pagination); without them the list is every user.
 LIST_PARAMETERS = ("search", "order", "limit", "cursor")
 
 

@@ -4,15 +4,15 @@ from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
+from ..models import parse_user_id
+from ..queries import MAX_LIMIT, MAX_OFFSET
 from .filters import InvalidQuery, query_of
-from .models import parse_user_id
-from .queries import MAX_LIMIT, MAX_OFFSET
 
 
 class QueryPagination(CursorPagination):
     """
     ``{"users": [...], "total": <matching users>, "next": <URL or null>}`` for a
-    request that names a query (users.filters.LIST_PARAMETERS), its order from
+    request that names a query (users.api.filters.LIST_PARAMETERS), its order from
     QueryFilter.get_ordering; ``{"users": [every user, by id]}`` for one that
     names none, as the seed's clients read it.
     """

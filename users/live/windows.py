@@ -4,7 +4,7 @@ Live queries' windows: what each query's sockets see, kept exact after every cha
 A process keeps, for each query its sockets follow (users.queries), the window
 as of the newest version it read and the search's matching ids (for ``total``,
 and to know whether a changed user matched before). At each refresh
-(users.relay) ``LiveQueries.advance`` reads, in the refresh's transaction, the
+(users.live.relay) ``LiveQueries.advance`` reads, in the refresh's transaction, the
 users changed since with whether each matches each search (the database
 decides, so the search means what REST's means), and moves every window on:
 without a query when users only enter it, with one indexed query when a user
@@ -21,9 +21,9 @@ from functools import cached_property
 
 from django.db.models import BooleanField, ExpressionWrapper
 
-from .models import User, UserTombstone
-from .queries import Query
-from .serializers import UserSerializer
+from ..models import User, UserTombstone
+from ..queries import Query
+from ..serializers import UserSerializer
 from .snapshots import ROW_FIELDS, Frame, Head, changes_frame, dump, snapshot_frame
 
 
@@ -158,7 +158,7 @@ class LiveQueries:
     A process's windows, by query, and the windows its sockets hold.
 
     ``advance`` runs in the refresh's thread (one refresh at a time,
-    users.relay), the rest on the event loop; the matching ids are touched by
+    users.live.relay), the rest on the event loop; the matching ids are touched by
     ``advance`` alone.
     """
 

@@ -1,6 +1,6 @@
 """
 The live list socket: protocol v1 (the whole list after every change) and v2
-(change sets, resume, acknowledged writes), chosen by subprotocol (users.routing).
+(change sets, resume, acknowledged writes), chosen by subprotocol (users.sockets.routing).
 
 Frames over USERS_MAX_FRAME_LENGTH characters, binary frames and what is not a
 command get an error frame, to the sender alone, as do writes over the socket's
@@ -24,12 +24,12 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from rest_framework.exceptions import ValidationError
 
-from . import commands, metrics
-from .middleware import requester
-from .queries import InvalidQueryError, Query
-from .relay import relay
-from .snapshots import Frame
-from .throttling import TokenBucket
+from .. import commands, metrics
+from ..live.relay import relay
+from ..live.snapshots import Frame
+from ..queries import InvalidQueryError, Query
+from ..throttling import TokenBucket
+from .handshake import requester
 
 ADD_USER_COMMAND = "__addUser__"
 QUERY_ACTION = "query"
@@ -49,7 +49,7 @@ class LiveListConsumer(AsyncJsonWebsocketConsumer):
     Keep one client on the newest list; the protocol subclasses say in what frames.
 
     The process's Relay, not each socket, listens to the users group
-    (users.relay), so a socket has no channel-layer channel of its own. Frames
+    (users.live.relay), so a socket has no channel-layer channel of its own. Frames
     reach the client through a one-place mailbox: a newer one replaces one not
     yet sent, so a slow client costs at most one pending frame, and the relay
     drops one whose send has waited USERS_SLOW_CLIENT_TIMEOUT seconds. Where
@@ -195,7 +195,7 @@ class UserListConsumer(LiveListConsumer):
 
     The client may send ``__addUser__`` or ``{"action": "create", "name": ...,
     "email": ...}``. Selected when the client offers ``users.v1`` (apps that
-    present a token must, users.middleware), or no subprotocol.
+    present a token must, users.sockets.handshake), or no subprotocol.
     """
 
     protocol = 1

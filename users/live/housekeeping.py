@@ -1,6 +1,6 @@
 """
 The cluster's duties that are no socket's: forgetting the expired history, and
-noticing at startup a database restored while no process ran (users.restores).
+noticing at startup a database restored while no process ran (users.live.restores).
 
 Every server process runs a housekeeper, a task of its event loop started at
 the ASGI lifespan's startup (``lifespan``), so a process that only serves REST,
@@ -13,7 +13,7 @@ the event loop, nor on the thread that runs this process's REST views.
 
 Every FORGET_INTERVAL each housekeeper offers to sweep; the first to claim the
 period in the cache (Redis, shared by the cluster) does it, so the cluster
-sweeps about once a period, and ``users.history.forget_expired_once`` keeps
+sweeps about once a period, and ``users.live.history.forget_expired_once`` keeps
 sweeps one at a time whatever the cache says (Redis down, or no Redis: then
 each process claims its own periods). A failure, the database's or the
 cache's, is logged, and the next period tries again.
