@@ -10,7 +10,7 @@ monkeypatching does (nothing in users/ knows of it), counting in this process:
                  relay's version checks, reads);
   encodings      JSON encodings of a list or frame (users.live.snapshots.dump);
   offers         frames offered to sockets (LiveListConsumer.offer);
-  publishes      announcements of a new version to the group (users.live.relay).
+  publishes      announcements of a new version to the group (users.live.publisher).
 
 ``GET /bench/counts`` answers them as a JSON object.
 """
@@ -24,7 +24,7 @@ from usersite.asgi import application as project  # first: it sets Django up
 # isort: split
 from django.db.backends.signals import connection_created
 
-from users.live import relay, snapshots
+from users.live import publisher, snapshots
 from users.sockets.consumers import LiveListConsumer
 
 COUNTS = Counter()
@@ -65,11 +65,11 @@ def counted_read(*args, **kwargs):
 
 
 read = snapshots.read
-snapshots.read = counted_read  # users.live.relay looks it up at every refresh
+snapshots.read = counted_read  # users.live.fanout looks it up at every refresh
 snapshots.dump = counted("encodings", snapshots.dump)  # looked up at every encoding
 LiveListConsumer.offer = counted("offers", LiveListConsumer.offer)
-# Taken by the process's Relay when the first socket makes it, after this import.
-publish_now = relay.publish_now
+# Looked up by the publisher at every publish.
+publish_now = publisher.publish_now
 
 
 async def counted_publish_now(epoch, version):
@@ -77,7 +77,7 @@ async def counted_publish_now(epoch, version):
     await publish_now(epoch, version)
 
 
-relay.publish_now = counted_publish_now
+publisher.publish_now = counted_publish_now
 
 
 async def application(scope, receive, send):

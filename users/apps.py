@@ -8,8 +8,8 @@ class UsersConfig(AppConfig):
     def ready(self):
         # Every change to users, whatever made it, reaches the live list: every
         # write goes through users.models.change_users, which sends users_changed.
-        from .live.relay import record_change
+        from .live.publisher import publish_after_commit
         from .models import User
         from .signals import users_changed
 
-        users_changed.connect(record_change, sender=User, dispatch_uid="users.changed")
+        users_changed.connect(publish_after_commit, sender=User, dispatch_uid="users.changed")

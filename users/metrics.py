@@ -9,6 +9,7 @@ own numbers, so a scraper takes one target per process (README.md).
 import functools
 import threading
 import time
+from collections.abc import Callable, Iterable
 
 from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -102,7 +103,14 @@ publish_clock = PublishClock()
 
 
 class OpenSockets:
-    """The gauge of open sockets by protocol, counted from the relay's own set at each scrape."""
+    """The gauge of open sockets by protocol, counted at each scrape from the relay's own set."""
+
+    def __init__(self):
+        self.protocols: Callable[[], Iterable[int]] = tuple
+
+    def count_from(self, protocols: Callable[[], Iterable[int]]) -> None:
+        """Count the sockets whose protocols ``protocols()`` returns (the relay registers it)."""
+        self.protocols = protocols
 
     @staticmethod
     def family() -> GaugeMetricFamily:
@@ -116,15 +124,14 @@ class OpenSockets:
         yield self.family()
 
     def collect(self):
-        from .live.relay import _relay as relay  # the relay imports this module
-
         gauge = self.family()
         counts = {1: 0, 2: 0}
-        for socket in list(relay.sockets if relay is not None else ()):
-            counts[socket.protocol] += 1
+        for protocol in self.protocols():
+            counts[protocol] += 1
         for protocol, count in counts.items():
             gauge.add_metric([str(protocol)], count)
         yield gauge
 
 
-REGISTRY.register(OpenSockets())
+OPEN_SOCKETS = OpenSockets()
+REGISTRY.register(OPEN_SOCKETS)

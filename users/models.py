@@ -244,7 +244,7 @@ def change_users(rows: models.QuerySet | None, write, *, using=None):
 
     Returns what ``write`` returns, or None when ``rows`` match nothing: then
     nothing is written and no version is taken. ``users_changed`` tells the
-    live list, which publishes after the commit (users.live.relay).
+    live list, which publishes after the commit (users.live.publisher).
     """
     # No savepoint of its own: a failed write fails its caller's transaction whole.
     with transaction.atomic(using=using, savepoint=False):

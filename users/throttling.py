@@ -8,7 +8,7 @@ from rest_framework.permissions import SAFE_METHODS
 from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 
 from . import metrics
-from .live.relay import LAYER_ERRORS
+from .live.supervision import LAYER_ERRORS
 
 logger = logging.getLogger(__name__)
 

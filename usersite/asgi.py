@@ -15,12 +15,12 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from users.live.housekeeping import StartHousekeeping, lifespan  # noqa: E402
+from users.live.lifespan import StartHousekeeping, lifespan  # noqa: E402
 from users.sockets.handshake import HandshakeAuthentication  # noqa: E402
 from users.sockets.origins import AllowedHostsOrNoOriginValidator  # noqa: E402
 from users.sockets.routing import websocket_urlpatterns  # noqa: E402
 
-# The process's housekeeper (users.live.housekeeping) starts with the lifespan, or,
+# The process's housekeeper (users.live.lifespan) starts with the lifespan, or,
 # under servers that send no lifespan events, with the first connection.
 application = StartHousekeeping(
     ProtocolTypeRouter(

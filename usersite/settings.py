@@ -152,7 +152,7 @@ if REDIS_SENTINELS:
         raise ImproperlyConfigured("REDIS_SENTINELS needs REDIS_SENTINEL_MASTER (README.md).")
     REDIS_URL = REDIS_URL or f"redis://{REDIS_SENTINEL_MASTER}/0"
 # How long a group membership lasts unless renewed; the users app renews its
-# membership well before (users.live.relay).
+# membership well before (users.live.member).
 CHANNEL_GROUP_EXPIRY = int(os.environ.get("CHANNEL_GROUP_EXPIRY", 86400))
 if REDIS_URL:
     # channels-redis' core layer (docs/performance.md says why not pub/sub).

@@ -11,7 +11,7 @@ from django.db import OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from users import services
-from users.live import history, housekeeping, relay
+from users.live import history, housekeeping, lifespan, relay
 from users.models import CommandReceipt, UserTombstone
 from usersite.asgi import application
 
@@ -149,7 +149,7 @@ async def test_a_server_without_lifespan_events_starts_the_housekeeper_at_its_fi
     async def app(scope, receive, send):
         pass
 
-    await housekeeping.StartHousekeeping(app)({"type": "http"}, None, None)
+    await lifespan.StartHousekeeping(app)({"type": "http"}, None, None)
     keeper = housekeeping.housekeeper()
     assert not keeper.task.done()
     await keeper.stop()

@@ -10,7 +10,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tests.helpers import change_without_broadcast, receive_list, wire
 from users import services
-from users.live import relay, snapshots
+from users.live import publisher, relay, snapshots, watchdog
 from users.models import User
 from usersite import redis_servers
 
@@ -130,7 +130,7 @@ async def test_a_list_whose_broadcast_went_missing_still_reaches_the_sockets(con
 
 async def test_sockets_share_one_relay_and_each_gets_every_list(connect):
     sockets = await connected_sockets(connect, 3)
-    assert len(relay.relay().sockets) == 3
+    assert len(relay.relay().fanout.sockets) == 3
     ann = await database_sync_to_async(services.user_create)(name="Ann")
     for socket in sockets:
         assert await receive_list(socket) == [wire(ann)]
@@ -175,8 +175,8 @@ async def test_a_relay_whose_listener_fails_restarts_it_and_the_next_change_arri
     connect, caplog
 ):
     (socket,) = await connected_sockets(connect)
-    malformed = {"type": relay.CHANGED_EVENT}  # no epoch, no version
-    await get_channel_layer().group_send(relay.GROUP, malformed)
+    malformed = {"type": publisher.CHANGED_EVENT}  # no epoch, no version
+    await get_channel_layer().group_send(publisher.GROUP, malformed)
     ann = await database_sync_to_async(services.user_create)(name="Ann")
     assert await receive_list(socket, timeout=0.5) == [wire(ann)]
     failures = [r for r in caplog.records if r.levelname == "ERROR"]
@@ -192,7 +192,7 @@ def test_a_bulk_delete_outside_a_server_publishes_once(monkeypatch):
     async def count_publish(epoch, version):
         publishes.append(version)
 
-    monkeypatch.setattr(relay, "publish_now", count_publish)
+    monkeypatch.setattr(publisher, "publish_now", count_publish)
     User.objects.all().delete()
     assert len(publishes) == 1
 
@@ -207,7 +207,7 @@ async def test_a_cancelled_identity_check_that_redis_reports_as_a_failure_stays_
             except asyncio.CancelledError:
                 raise RedisConnectionError("Connection closed by server.") from None
 
-    check = asyncio.create_task(relay.Relay.identity(ClientThatReportsCancellationAsFailure()))
+    check = asyncio.create_task(watchdog.layer_identity(ClientThatReportsCancellationAsFailure()))
     await asyncio.sleep(0)
     check.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -220,7 +220,7 @@ async def test_a_relay_check_cancelled_during_a_redis_command_stops():
     # (redis-py#2028): about a third of these, at as many moments, before the fix.
     for moment in range(48):
         client = redis_servers.client()
-        check = asyncio.create_task(relay.Relay.identity(client))
+        check = asyncio.create_task(watchdog.layer_identity(client))
         for _ in range(moment % 8):
             await asyncio.sleep(0)
         check.cancel()

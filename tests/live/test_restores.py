@@ -125,8 +125,8 @@ async def test_relays_that_notice_one_restore_together_start_one_epoch(monkeypat
     loop = asyncio.get_running_loop()
     relays = [relay.Relay(loop) for _ in range(3)]
     for each in relays:
-        each.known_epoch, each.known_version = epoch, version + 5  # heard of before a restore
-    committed = await asyncio.gather(*(each.committed() for each in relays))
+        each.fanout.known_epoch, each.fanout.known_version = epoch, version + 5  # before a restore
+    committed = await asyncio.gather(*(each.watchdog.committed() for each in relays))
     new_epoch = (await UserListVersion.objects.aget()).epoch
     assert [epoch for epoch in started if epoch is not None] == [new_epoch]
     assert {epoch for epoch, _ in committed} == {new_epoch}

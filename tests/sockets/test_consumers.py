@@ -11,7 +11,9 @@ from django.test import Client
 
 from tests.helpers import amake_account, receive_list, wire
 from users import services
-from users.live.relay import Relay, acurrent_version, send_to_group
+from users.live.publisher import send_to_group
+from users.live.relay import Relay
+from users.live.restores import acurrent_version
 from users.models import User
 from users.sockets.consumers import UserListConsumer
 from users.sockets.routing import SOCKET_PATH

@@ -100,7 +100,7 @@ def start_new_epoch(*, replacing: str | None = None) -> str | None:
     the list is still in that epoch (several processes that notice the same
     restore start one new epoch between them); return the new epoch, or None
     when another was started meanwhile. Announced after the commit, as a
-    change to users is (users.live.relay), so running servers switch at once.
+    change to users is (users.live.publisher), so running servers switch at once.
     """
     epoch = new_epoch()
     with transaction.atomic():

@@ -1,15 +1,13 @@
 """
-The cluster's duties that are no socket's: forgetting the expired history, and
-noticing at startup a database restored while no process ran (users.live.restores).
+The expiry of the live list's history: a duty of the cluster that is no socket's.
 
 Every server process runs a housekeeper, a task of its event loop started at
-the ASGI lifespan's startup (``lifespan``), so a process that only serves REST,
-with no socket ever opened, runs it too, and no other service or cron job is
-needed. Servers that send no lifespan events (daphne, so runserver) start it
-at their first connection instead (``StartHousekeeping``). A task rather than
-a sweep after writes: the history expires whether or not anyone writes, and no
-writer pays for it. Its database work runs in a thread of its own, never on
-the event loop, nor on the thread that runs this process's REST views.
+the ASGI lifespan's startup (users.live.lifespan), so a process that only
+serves REST, with no socket ever opened, runs it too, and no other service or
+cron job is needed. A task rather than a sweep after writes: the history
+expires whether or not anyone writes, and no writer pays for it. Its database
+work runs in a thread of its own, never on the event loop, nor on the thread
+that runs this process's REST views.
 
 Every FORGET_INTERVAL each housekeeper offers to sweep; the first to claim the
 period in the cache (Redis, shared by the cluster) does it, so the cluster
@@ -28,16 +26,13 @@ import os
 from contextlib import suppress
 
 from channels.db import database_sync_to_async
-from django.conf import settings
 from django.core.cache import cache
 from django.db import DatabaseError
 
-from usersite import redis_servers
-
-from . import history, relay, restores
+from . import history
+from .supervision import LAYER_ERRORS
 
 FORGET_INTERVAL = 60.0  # seconds between the cluster's sweeps of the expired history
-STARTUP_CHECK_TIMEOUT = 5.0  # seconds a server's startup waits, at most, for the restore check
 CLAIM_KEY = "users:history:sweep-claimed"
 
 logger = logging.getLogger(__name__)
@@ -50,7 +45,7 @@ def claim_period(period: float) -> bool:
     timeout = max(1, int(period * 0.9))
     try:
         return cache.add(CLAIM_KEY, os.getpid(), timeout=timeout)
-    except relay.LAYER_ERRORS as exc:
+    except LAYER_ERRORS as exc:
         logger.info("No claim of the history's sweep (the cache failed: %s); sweeping", exc)
         return True
 
@@ -105,25 +100,6 @@ class Housekeeper:
             if forgotten is not None and any(forgotten):
                 logger.info("Forgot %s tombstones and %s command receipts", *forgotten)
 
-    @staticmethod
-    async def check_for_restore() -> None:
-        """
-        With Redis: start a new epoch if the database went back from a version
-        recorded there. At startup, before the server serves anything, so that
-        no write can carry the database back to that version first.
-        """
-        if not settings.REDIS_URL:
-            return
-        client = redis_servers.client()
-        try:
-            async with asyncio.timeout(STARTUP_CHECK_TIMEOUT):
-                await restores.check_with_redis(client)
-        except Exception as exc:
-            # The relays check again at their first join and every second.
-            logger.warning("Could not check the database for a restore at startup: %r", exc)
-        finally:
-            await client.aclose()
-
 
 _housekeeper: Housekeeper | None = None
 
@@ -135,33 +111,3 @@ def housekeeper() -> Housekeeper:
     if _housekeeper is None or _housekeeper.loop is not loop:
         _housekeeper = Housekeeper(loop)
     return _housekeeper
-
-
-async def lifespan(scope, receive, send) -> None:
-    """ASGI lifespan: start the housekeeper; at shutdown, stop it and leave the relay's group."""
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await Housekeeper.check_for_restore()
-            housekeeper().start()
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await housekeeper().stop()
-            await relay.shutdown()
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
-class StartHousekeeping:
-    """
-    ASGI middleware: start the housekeeper at the first connection, for servers
-    that send no lifespan events (daphne, so runserver).
-    """
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "lifespan":
-            housekeeper().start()
-        return await self.app(scope, receive, send)

@@ -11,7 +11,7 @@ epoch (``users.live.history.start_new_epoch``), as ``manage.py newepoch`` would,
 every client takes the whole list.
 
 Who remembers the versions read before:
-- each relay, the newest version it heard of (users.live.relay): its once-a-second
+- each relay, the newest version it heard of (users.live.watchdog): its once-a-second
   check compares the committed version with it, so a running process notices
   a restore within a second. Not on every announcement older than that: in a
   burst most are (each process hears its own versions back from the layer),

@@ -8,7 +8,7 @@ read (``read``) returns the list's head (epoch, version, how far back the
 history reaches) with every user, or only with those changed since the oldest
 version a client holds. From it come protocol v1's bare array and v2's
 snapshot and change-set frames, each encoded once however many sockets it
-goes to (users.live.relay groups them).
+goes to (users.live.fanout groups them).
 """
 
 import json
@@ -52,7 +52,7 @@ class Frame:
     kind: str = "list"  # "list" (v1), "snapshot" or "changes" (v2): for users.metrics
 
     @cached_property
-    def holds(self) -> tuple[str, int]:
+    def list_at(self) -> tuple[str, int]:
         """What a v2 client holds once it has this frame: one tuple for every socket sent it."""
         return (self.epoch, self.version)
 
@@ -122,7 +122,7 @@ class Reading:
         The frame that brings a client holding ``version`` of ``epoch`` to the head.
 
         A change set where the history reaches back and it is smaller than the
-        list, else the snapshot; None when this reading holds neither.
+        list, else the snapshot; None when this read holds neither.
         """
         resumable = self.head.can_resume(epoch, version)
         if resumable and self.since is not None and version >= self.since:

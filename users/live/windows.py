@@ -4,7 +4,7 @@ Live queries' windows: what each query's sockets see, kept exact after every cha
 A process keeps, for each query its sockets follow (users.queries), the window
 as of the newest version it read and the search's matching ids (for ``total``,
 and to know whether a changed user matched before). At each refresh
-(users.live.relay) ``LiveQueries.advance`` reads, in the refresh's transaction, the
+(users.live.fanout) ``LiveQueries.advance`` reads, in the refresh's transaction, the
 users changed since with whether each matches each search (the database
 decides, so the search means what REST's means), and moves every window on:
 without a query when users only enter it, with one indexed query when a user
@@ -158,7 +158,7 @@ class LiveQueries:
     A process's windows, by query, and the windows its sockets hold.
 
     ``advance`` runs in the refresh's thread (one refresh at a time,
-    users.live.relay), the rest on the event loop; the matching ids are touched by
+    users.live.fanout), the rest on the event loop; the matching ids are touched by
     ``advance`` alone.
     """
 
@@ -167,14 +167,14 @@ class LiveQueries:
         self.held: dict[Query, dict[int, Window]] = {}  # by version, what sockets hold
         self.matches: dict[str, Matches] = {}
 
-    def frame_for(self, query: Query, holds: tuple) -> Frame | None:
+    def frame_for(self, query: Query, list_at: tuple) -> Frame | None:
         """
-        The frame that brings a socket of ``query`` holding ``holds`` to the
+        The frame that brings a socket of ``query`` holding ``list_at`` to the
         current window, if it is known here: None if nothing changed, False if
         this process cannot tell (the socket resumes from another's version).
         """
         window = self.current[query]
-        epoch, version = holds
+        epoch, version = list_at
         if epoch != window.epoch or version is None:
             return window.snapshot
         if version == window.version:
@@ -191,7 +191,7 @@ class LiveQueries:
             query = socket.query
             if query is None or query not in self.current:
                 continue
-            epoch, version = socket.holds
+            epoch, version = socket.list_at
             versions = held.setdefault(query, {})
             window = self.current[query]
             versions[window.version] = window
@@ -223,8 +223,8 @@ class LiveQueries:
         for query, window in windows.items():
             self.current[query] = self._move(query, window, head, changes, before[query.search])
         return {
-            (query, holds): self._resume(self.current[query], holds, head, changes)
-            for query, holds in resumes
+            (query, list_at): self._resume(self.current[query], list_at, head, changes)
+            for query, list_at in resumes
         }
 
     def _match(self, search: str, head: Head, changes: Changes | None) -> dict | None:
@@ -267,16 +267,16 @@ class LiveQueries:
             users = _place(window, changes, changed, changed_ids)
         return Window(query, head.epoch, head.version, users, total)
 
-    def _resume(self, window: Window, holds: tuple, head: Head, changes) -> Frame:
+    def _resume(self, window: Window, list_at: tuple, head: Head, changes) -> Frame:
         """
-        The frame for a client that holds ``window.query``'s window at ``holds``
+        The frame for a client that holds ``window.query``'s window at ``list_at``
         (held in another process, or before a restart).
 
         Its old window is not known here: users of the new window are sent
         unless they provably were in it (unchanged since, with fewer changes
         than places before them), and every id it may have held is deleted.
         """
-        epoch, since = holds
+        epoch, since = list_at
         if epoch != head.epoch or not _resumable(since, head):
             return window.snapshot
         query = window.query

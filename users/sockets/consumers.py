@@ -54,7 +54,7 @@ class LiveListConsumer(AsyncJsonWebsocketConsumer):
     yet sent, so a slow client costs at most one pending frame, and the relay
     drops one whose send has waited USERS_SLOW_CLIENT_TIMEOUT seconds. Where
     the server gives no backpressure (daphne), ``send`` never waits and every
-    frame is sent.
+    frame is sent. The relay reaches it as a users.live.subscriber.Subscriber.
     """
 
     protocol: int
@@ -64,6 +64,7 @@ class LiveListConsumer(AsyncJsonWebsocketConsumer):
     sending_since: float | None = None  # when the send that has not finished began
     write_allowance: TokenBucket | None = None  # made by the first write: idle sockets stay small
     query: Query | None = None  # a live query's window instead of the whole list (v2)
+    list_at: tuple[str | None, int | None] = (None, None)  # (epoch, version) the client holds
     groups = ()  # the relay is the group's member; and no list per instance
 
     async def __call__(self, scope, receive, send):
@@ -72,7 +73,7 @@ class LiveListConsumer(AsyncJsonWebsocketConsumer):
 
         With no channel layer there is one source of messages, so this awaits it
         directly rather than through channels' ``await_many_dispatch``, whose
-        task and wait per idle socket cost about 4 KB (docs/performance.md).
+        task and wait per idle socket cost memory (docs/performance.md).
         """
         self.scope, self.channel_layer, self.base_send = scope, None, send
         try:
@@ -157,6 +158,14 @@ class LiveListConsumer(AsyncJsonWebsocketConsumer):
     def handing(self, frame: Frame) -> None:
         """Note that ``frame`` goes to the transport now: the client will hold its list."""
 
+    def needs_whole_list(self) -> None:
+        """Forget what was offered: the versions of a new epoch say nothing of it."""
+        self.version = -1
+
+    def up_to_date_at(self, version: int) -> None:
+        """Note that ``version`` changed nothing the client shows."""
+        self.version = version
+
     def end(self) -> None:
         """End this consumer and any send it is stuck in; the server then closes the connection."""
         # Not even a close frame would get past a client's unread data.
@@ -238,7 +247,7 @@ class UserChangesConsumer(LiveListConsumer):
     a live query's window instead of the whole list (``search``, ``order``,
     ``limit``, ``offset`` in the URL, or the ``query`` action). The relay
     computes the frames; this socket only remembers which list the client
-    holds (``holds``), so an idle socket keeps no copy of the list.
+    holds (``list_at``), so an idle socket keeps no copy of the list.
     docs/protocol.md describes every frame.
     """
 
@@ -247,7 +256,6 @@ class UserChangesConsumer(LiveListConsumer):
     rate_limited_message = (
         "Write at most {rate:g} times a second (bursts of {burst}); this one was not carried out."
     )
-    holds: tuple[str | None, int | None] = (None, None)  # (epoch, version) the client holds
     query_allowance: TokenBucket | None = None  # made by the first query change
     client: str | None = None  # made by the first write: idle sockets stay small
 
@@ -273,11 +281,11 @@ class UserChangesConsumer(LiveListConsumer):
         text = version[0]
         if not (text.isascii() and text.isdigit() and len(text) < 19 and len(epoch[0]) <= 32):
             return "The version to resume from is not a version; sending the whole list."
-        self.holds = (epoch[0], int(text))
+        self.list_at = (epoch[0], int(text))
         return None
 
     def handing(self, frame: Frame) -> None:
-        self.holds = frame.holds
+        self.list_at = frame.list_at
 
     def anonymous_client(self) -> str:
         """
@@ -348,7 +356,7 @@ class UserChangesConsumer(LiveListConsumer):
             return
         # From now on the client is sent nothing of the old window but a frame
         # already on its way; the next refresh sends the new window's snapshot.
-        self.query, self.holds, self.version, self.unsent = query, (None, None), -1, None
+        self.query, self.list_at, self.version, self.unsent = query, (None, None), -1, None
         with suppress(*CLIENT_GONE):
             await self.send_json(
                 {"type": "ack", "request_id": extra.get("request_id"), "query": asdict(query)}

@@ -1,0 +1,127 @@
+"""
+Bring this process's sockets to the newest committed version: one read, each frame encoded once.
+
+The relay tells the fan-out of every committed version it learns of. When
+sockets are behind, the fan-out reads the list once (users.live.snapshots)
+and offers each socket the frame that brings it there; sockets that hold the
+same version (of the same live query, users.live.windows) share one frame.
+"""
+
+import asyncio
+import functools
+import logging
+import time
+import weakref
+
+from channels.db import database_sync_to_async
+
+from .. import metrics
+from . import snapshots, windows
+from .coalescing import CoalescingRunner
+from .subscriber import Subscriber
+
+logger = logging.getLogger(__name__)
+
+
+class Fanout:
+    """This process's sockets and the newest version committed that they should reach."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.sockets: weakref.WeakSet[Subscriber] = weakref.WeakSet()
+        self.live = windows.LiveQueries()
+        self.known_epoch, self.known_version = "", 0  # the newest version learnt of
+        # One refresh in flight: the versions learnt meanwhile share the next.
+        self.refresher = CoalescingRunner(loop, self.refresh)
+
+    def learn(self, epoch: str, version: int) -> None:
+        """Learn that ``version`` of ``epoch`` is committed; bring the sockets there if new."""
+        if epoch != self.known_epoch:
+            # Versions of another epoch say nothing of what the sockets hold:
+            # every socket gets the whole list.
+            self.known_epoch = epoch
+            for socket in self.sockets:
+                socket.needs_whole_list()
+        elif version <= self.known_version:
+            return
+        self.known_version = version
+        self.refresher.request()
+
+    def protocols(self) -> list[int]:
+        """The protocol of each socket (for users.metrics)."""
+        return [socket.protocol for socket in list(self.sockets)]
+
+    def stale_sockets(self) -> list[Subscriber]:
+        return [socket for socket in self.sockets if socket.version < self.known_version]
+
+    async def refresh(self) -> None:
+        """
+        Read the list once and offer each stale socket the frame that brings it up to date.
+
+        One read for all of them: every user if a v1 socket or a v2 socket
+        without a usable version needs the whole list, else the changes since
+        the oldest version a v2 socket holds; in the same moment, the windows
+        of live queries.
+        """
+        stale = self.stale_sockets()
+        if not stale:
+            return
+        started = time.perf_counter()
+        whole = [socket for socket in stale if socket.query is None]
+        resumes = {socket.list_at for socket in whole if socket.protocol == 2}
+        everyone = any(socket.protocol == 1 for socket in whole)
+        queries = {socket.query for socket in stale if socket.query is not None}
+        live = self.live
+        queries |= live.current.keys()
+        from_elsewhere = {
+            (socket.query, socket.list_at)
+            for socket in stale
+            if socket.query is not None
+            and socket.list_at[1] is not None
+            and socket.list_at[1] not in live.held.get(socket.query, {})
+        }
+        try:
+            list_read = await database_sync_to_async(snapshots.read)(
+                everyone=everyone,
+                resumes=resumes,
+                also=functools.partial(live.advance, queries=queries, resumes=from_elsewhere),
+            )
+        except Exception:
+            logger.exception("Could not read the users list; the next check tries again")
+            return
+        self.learn(list_read.head.epoch, list_read.head.version)
+        frames = {}
+        for socket in self.stale_sockets():
+            if socket.query is not None:
+                self.offer_window(socket, list_read.also, frames)
+                continue
+            if socket.protocol == 1:
+                frame = list_read.v1 if list_read.everyone else None
+            else:
+                # What a socket holds may have moved on while the list was read.
+                list_at = socket.list_at
+                if list_at not in frames:
+                    frames[list_at] = list_read.frame_for(*list_at)
+                frame = frames[list_at]
+            if frame is not None:
+                socket.offer(frame)
+        if live.current:  # without live queries, no walk over every socket
+            live.keep(self.sockets)
+        metrics.FANOUT_DURATION.observe(time.perf_counter() - started)
+
+    def offer_window(self, socket: Subscriber, resumed: dict, frames: dict) -> None:
+        """Offer a socket of a live query what changed in its window, if anything did."""
+        window = self.live.current.get(socket.query)
+        if window is None:
+            return  # a query asked for while the list was read: the next refresh reads it
+        key = (socket.query, socket.list_at)
+        if key not in frames:
+            frame = self.live.frame_for(*key)
+            frames[key] = resumed.get(key, window.snapshot) if frame is False else frame
+        frame = frames[key]
+        if frame is None and socket.version < 0:
+            # A client that resumes gets a first frame, if an empty one.
+            frame = window.changes(socket.list_at[1], [], [])
+        if frame is None:
+            socket.up_to_date_at(window.version)  # nothing it shows changed
+        else:
+            socket.offer(frame)
