@@ -17,7 +17,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 
 from . import services
 from .models import MAX_ID, TEXT_VALIDATORS, CommandReceipt, User, parse_user_id
-from .permissions import may_write
+from .permissions import has_write_permission
 from .serializers import UserSerializer
 
 MAX_REQUEST_ID_LENGTH = 64
@@ -127,7 +127,7 @@ def _receipt(requester: str, request_id: str, command: tuple) -> dict | None:
 
 def create(account, data: dict | None) -> dict:
     """Create a user from wire ``data`` (None: a generated one, for ``__addUser__``)."""
-    if not may_write(account, "add"):
+    if not has_write_permission(account, "add"):
         raise PermissionDenied
     serializer = UserSerializer(data={"name": services.generated_name()} if data is None else data)
     serializer.is_valid(raise_exception=True)
@@ -195,7 +195,7 @@ def run(account, anonymous_client: str, content: dict) -> dict:
             "unknown_action", 'Send {"action": "create" | "update" | "delete", ...}.'
         )
     # Before any receipt is replayed: an answer is for those who may still write.
-    if not may_write(account, PERMISSION[action]):
+    if not has_write_permission(account, PERMISSION[action]):
         raise CommandError("forbidden", f"Log in as a user allowed to {PERMISSION[action]} users.")
     request_id = check_request_id(content.get("request_id"))
     target = "" if action == "create" else _target(content)

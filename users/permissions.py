@@ -4,7 +4,7 @@ from django.conf import settings
 from rest_framework.permissions import DjangoModelPermissionsOrAnonReadOnly
 
 
-def may_write(user, action: str) -> bool:
+def has_write_permission(user, action: str) -> bool:
     """
     Return whether ``user`` may ``action`` ("add", "change" or "delete") users.
 
@@ -16,7 +16,7 @@ def may_write(user, action: str) -> bool:
 
 class CanWriteUsers(DjangoModelPermissionsOrAnonReadOnly):
     """
-    ``may_write`` for REST: reads are open to anyone; writes are open when
+    ``has_write_permission`` for REST: reads are open to anyone; writes are open when
     USERS_ANONYMOUS_WRITES is on, and otherwise need DRF's per-method model permission.
     """
 

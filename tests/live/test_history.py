@@ -64,9 +64,9 @@ def test_a_sweep_while_another_runs_in_this_process_does_nothing(settings, monke
 
     monkeypatch.setattr(history, "forget_expired", slow_forget)
     with ThreadPoolExecutor(1) as other:
-        first = other.submit(on_own_connection, history.forget_expired_once)
+        first = other.submit(on_own_connection, history.try_forget_expired)
         assert inside.wait(5)
-        assert history.forget_expired_once() is None
+        assert history.try_forget_expired() is None
         go_on.set()
         assert first.result(5) == (1, 0)
 
@@ -90,11 +90,11 @@ def test_a_sweep_while_another_process_sweeps_does_nothing(settings):
     with ThreadPoolExecutor(1) as other:
         elsewhere = other.submit(on_own_connection, sweep_elsewhere)
         assert locked.wait(5)
-        assert history.forget_expired_once() is None
+        assert history.try_forget_expired() is None
         assert UserTombstone.objects.count() == 1
         release.set()
         elsewhere.result(5)
-    assert history.forget_expired_once() == (1, 0)
+    assert history.try_forget_expired() == (1, 0)
 
 
 def test_newepoch_makes_every_held_version_take_the_snapshot():

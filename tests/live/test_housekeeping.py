@@ -98,7 +98,7 @@ async def test_a_database_outage_is_logged_and_the_next_period_forgets(
     await sync_to_async(expired_history)(settings)
     sweeps = count_sweeps(monkeypatch)
     monkeypatch.setattr(housekeeping, "claim_period", lambda period: True)
-    forget = history.forget_expired_once
+    forget = history.try_forget_expired
     outages = iter([OperationalError("connection refused")] * 2)
 
     def forget_after_an_outage():
@@ -107,7 +107,7 @@ async def test_a_database_outage_is_logged_and_the_next_period_forgets(
             raise error
         return forget()
 
-    monkeypatch.setattr(history, "forget_expired_once", forget_after_an_outage)
+    monkeypatch.setattr(history, "try_forget_expired", forget_after_an_outage)
     lifespan = await started()
     await sweeps.until(3)
     await stopped(lifespan)

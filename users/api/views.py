@@ -35,7 +35,7 @@ from usersite import redis_servers
 from .. import commands, services
 from ..live import snapshots
 from ..models import VERSION_ROW, User, UserListVersion, parse_user_id
-from ..permissions import CanWriteUsers, may_write
+from ..permissions import CanWriteUsers, has_write_permission
 from ..serializers import UserSerializer
 from ..sockets.routing import SOCKET_PATH
 from ..throttling import AnonymousReadRateThrottle, WriteRateThrottle
@@ -54,7 +54,7 @@ class LiveListPage(TemplateView):
         user = self.request.user
         return super().get_context_data(
             socket_path=SOCKET_PATH,
-            can_add=may_write(user, "add"),
+            can_add=has_write_permission(user, "add"),
             can_edit=user.is_staff and user.has_perm("users.change_user"),
             **kwargs,
         )

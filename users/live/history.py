@@ -61,7 +61,7 @@ def forget_expired() -> tuple[int, int]:
     return tombstones, receipts
 
 
-def forget_expired_once() -> tuple[int, int] | None:
+def try_forget_expired() -> tuple[int, int] | None:
     """
     Forget the expired history unless another sweep is under way: None then.
 

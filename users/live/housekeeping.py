@@ -11,7 +11,7 @@ that runs this process's REST views.
 
 Every FORGET_INTERVAL each housekeeper offers to sweep; the first to claim the
 period in the cache (Redis, shared by the cluster) does it, so the cluster
-sweeps about once a period, and ``users.live.history.forget_expired_once`` keeps
+sweeps about once a period, and ``users.live.history.try_forget_expired`` keeps
 sweeps one at a time whatever the cache says (Redis down, or no Redis: then
 each process claims its own periods). A failure, the database's or the
 cache's, is logged, and the next period tries again.
@@ -57,7 +57,7 @@ def sweep(period: float) -> tuple[int, int] | None:
     """
     if not claim_period(period):
         return None
-    return history.forget_expired_once()
+    return history.try_forget_expired()
 
 
 # Its own thread: a large sweep must not hold up the REST views' one thread.

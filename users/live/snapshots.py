@@ -90,7 +90,7 @@ def changes_frame(
 
 
 @dataclass
-class Reading:
+class ListRead:
     """
     The list as of ``head``: every user (``everyone``) or those changed since
     ``since``, with the deletions since ``since``.
@@ -150,7 +150,7 @@ def read(
     everyone: bool,
     resumes: Iterable[tuple[str | None, int | None]] = (),
     also: Callable[[Head], object] | None = None,
-) -> Reading:
+) -> ListRead:
     """
     Read the list's head with every user (``everyone``, or a v2 client that
     needs a snapshot among ``resumes``), or with the users and deletions since
@@ -196,7 +196,7 @@ def read(
                 UserTombstone.objects.filter(version__gt=since).values_list("user_id", "version")
             )
         more = also(head) if also is not None else None
-    return Reading(head, rows, everyone, since, deleted, more)
+    return ListRead(head, rows, everyone, since, deleted, more)
 
 
 def current_version() -> tuple[str, int]:

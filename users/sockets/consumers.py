@@ -174,7 +174,7 @@ class LiveListConsumer(AsyncJsonWebsocketConsumer):
         if self.sender is not None:
             self.sender.cancel()
 
-    async def may_write(self, **extra) -> bool:
+    async def take_write_allowance(self, **extra) -> bool:
         """Take one write from the socket's allowance, or tell the client it is spent."""
         if self.write_allowance is None:
             self.write_allowance = TokenBucket(
@@ -228,7 +228,7 @@ class UserListConsumer(LiveListConsumer):
             )
 
     async def create_user(self, data: dict | None) -> None:
-        if not await self.may_write():
+        if not await self.take_write_allowance():
             return
         try:
             await database_sync_to_async(commands.create)(requester(self.scope), data)
@@ -320,7 +320,7 @@ class UserChangesConsumer(LiveListConsumer):
                 **extra,
             )
             return
-        if not await self.may_write(**extra):
+        if not await self.take_write_allowance(**extra):
             return
         try:
             result = await database_sync_to_async(commands.run)(

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
-from users.live.history import forget_expired_once
+from users.live.history import try_forget_expired
 
 
 class Command(BaseCommand):
@@ -14,7 +14,7 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options):
-        forgotten = forget_expired_once()
+        forgotten = try_forget_expired()
         if forgotten is None:
             self.stdout.write("Another process is forgetting the expired history; nothing done.")
             return
