@@ -47,7 +47,8 @@ else:
             raise ImproperlyConfigured(f"{name} must be set when DEBUG is off (README.md).")
 
 INSTALLED_APPS = [
-    # users first: its runserver (daphne's, sending lists of any size) overrides daphne's.
+    # The project first: its runserver (daphne's, sending lists of any size) overrides daphne's.
+    "usersite",
     "users",
     # daphne before staticfiles: its runserver serves HTTP and WebSockets (daphne.E001).
     "daphne",
