@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.db import connection, transaction
 
+from users import services
 from users.models import User, next_version
 from users.queries import Query
 
@@ -26,6 +27,22 @@ async def receive_list(communicator, timeout: float = 3) -> list:
 def wire(user) -> dict:
     """The wire shape a client must see for ``user``."""
     return {"id": str(user.pk), "name": user.name, "email": user.email}
+
+
+async def next_frame_brings_a_new_user(*communicators) -> None:
+    """
+    Create a user and assert that each socket's next frame is the one that brings it.
+
+    So nothing was sent before it: what waiting a while for no frame would
+    check, without the wait.
+    """
+    marker = wire(await sync_to_async(services.user_create)(name="Marker"))
+    for communicator in communicators:
+        frame = json.loads(await communicator.receive_from(timeout=3))
+        if isinstance(frame, list):  # protocol v1: the whole list
+            assert frame[-1] == marker, frame
+        else:
+            assert (frame["type"], frame["upserted"]) == ("changes", [marker]), frame
 
 
 def make_account(username: str = "editor", *, perms=()):
