@@ -16,6 +16,7 @@ from tests.helpers import (
 )
 from users import services
 from users.live import publisher, relay, snapshots, watchdog
+from users.live.subscriber import Subscriber
 from users.models import User
 from usersite import redis_servers
 
@@ -131,6 +132,15 @@ async def test_a_list_whose_broadcast_went_missing_still_reaches_the_sockets(con
     lost = await database_sync_to_async(change_without_broadcast)("Lost")
     # The relay checks the version every second and resends after a whole check behind.
     assert await receive_list(socket, timeout=5) == [wire(lost)]
+
+
+async def test_the_relay_reaches_each_socket_as_a_subscriber(connect):
+    await connected_sockets(connect)
+    v2 = await connect(subprotocols=["users.v2"])
+    await v2.receive_from(timeout=3)  # its snapshot
+    sockets = list(relay.relay().fanout.sockets)
+    assert sorted(socket.protocol for socket in sockets) == [1, 2]
+    assert all(isinstance(socket, Subscriber) for socket in sockets)
 
 
 async def test_sockets_share_one_relay_and_each_gets_every_list(connect):

@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 class LocalRelay(Protocol):
     """What ``publish`` needs of the relay of this process's event loop, if one runs."""
 
-    loop: object
+    loop: asyncio.AbstractEventLoop
 
     def announce_threadsafe(self, epoch: str, version: int) -> None: ...
 

@@ -1,11 +1,12 @@
 """What the live list's delivery needs of a socket (users.sockets.consumers implements it)."""
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ..queries import Query
 from .snapshots import Frame
 
 
+@runtime_checkable
 class Subscriber(Protocol):
     """A socket kept on the newest list: the fan-out offers it frames, the watchdog may end it."""
 
