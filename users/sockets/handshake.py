@@ -41,9 +41,9 @@ class HandshakeAuthentication:
       admin's session.
     - Anything else (the Dart example's clients) is anonymous directly: the
       session machinery (a copy of the scope per middleware, a session store, a
-      user lookup) cost about 3 KB per idle socket (docs/performance.md). Its
-      scope goes on without a ``user`` (``requester`` reads that as anonymous):
-      a copy to add one cost another 0.46 KB per socket.
+      user lookup) costs memory on every idle socket. Its scope goes on without
+      a ``user`` (``requester`` reads that as anonymous), since a copy to add
+      one costs more (both measured in docs/performance.md).
     """
 
     def __init__(self, inner):
