@@ -33,7 +33,22 @@ def env_list(name: str, default: str) -> list[str]:
 
 # --- Core --------------------------------------------------------------------
 
+
+def is_loopback(host: str) -> bool:
+    """Whether an ALLOWED_HOSTS entry names only this machine."""
+    return host in {"localhost", "::1", "[::1]"} or host.startswith("127.")
+
+
 DEBUG = env_bool("DEBUG", True)
+# DEBUG's default (on) also lets anyone write and read: a deployment that names
+# a public host must choose it, or forgetting DEBUG=false opens the list to all.
+if "DEBUG" not in os.environ and not all(
+    is_loopback(host) for host in env_list("ALLOWED_HOSTS", "localhost")
+):
+    raise ImproperlyConfigured(
+        "ALLOWED_HOSTS names a host other than this machine: set DEBUG=false for a "
+        "deployment (or DEBUG=true to develop with it on); README.md, Production."
+    )
 if DEBUG:
     SECRET_KEY = os.environ.get("SECRET_KEY", "django-insecure-development-key-do-not-deploy")
     ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
