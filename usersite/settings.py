@@ -232,6 +232,10 @@ SPECTACULAR_SETTINGS = {
 
 # --- The users app -----------------------------------------------------------
 
+# Anyone may read the list (REST, the socket, the page), as the Dart example's
+# clients need, which send no credentials; off, readers need a login or a token.
+USERS_ANONYMOUS_READS = env_bool("USERS_ANONYMOUS_READS", DEBUG)
+
 # Anyone may create, edit and delete users through REST and the socket, as in
 # the Dart example; off, writers need a login with the model's permissions.
 USERS_ANONYMOUS_WRITES = env_bool("USERS_ANONYMOUS_WRITES", DEBUG)

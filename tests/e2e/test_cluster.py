@@ -49,6 +49,7 @@ def readme_environment(database_url: str, redis_url: str, static_root) -> dict:
         "DEBUG": "false",
         "SECRET_KEY": secrets.token_urlsafe(50),
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "USERS_ANONYMOUS_READS": "true",
         "USERS_ANONYMOUS_WRITES": "false",
         "HTTPS": "false",
         "STATIC_ROOT": str(static_root),  # not the project's staticfiles/
