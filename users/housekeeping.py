@@ -32,7 +32,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import DatabaseError
 
-from usersite import redis_servers
+from users import redis_clients
 
 from . import history, relay, restores
 
@@ -114,7 +114,7 @@ class Housekeeper:
         """
         if not settings.REDIS_URL:
             return
-        client = redis_servers.client()
+        client = redis_clients.client()
         try:
             async with asyncio.timeout(STARTUP_CHECK_TIMEOUT):
                 await restores.check_with_redis(client)

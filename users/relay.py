@@ -36,7 +36,7 @@ from django.db import transaction
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from usersite import redis_servers
+from users import redis_clients
 
 from . import metrics, restores, snapshots, windows
 
@@ -246,7 +246,7 @@ class Relay:
         """
         if not settings.REDIS_URL or not self.known_epoch:
             return
-        client = redis_servers.client()
+        client = redis_clients.client()
         try:
             with suppress(*LAYER_ERRORS):
                 await restores.record(client, self.known_epoch, self.known_version)
@@ -391,7 +391,7 @@ class Relay:
 
     async def check_with_redis(self) -> None:
         """Start a new epoch if the database went back from a version another process heard of."""
-        client = redis_servers.client()
+        client = redis_clients.client()
         try:
             await restores.check_with_redis(client)
         finally:
@@ -405,7 +405,7 @@ class Relay:
         membership.
         """
         await self.joined_once.wait()  # listen() has made the channel to rejoin with
-        client = redis_servers.client() if settings.REDIS_URL else None
+        client = redis_clients.client() if settings.REDIS_URL else None
         try:
             known = await self.identity(client)
             renewed_at = time.monotonic()

@@ -32,7 +32,7 @@ from rest_framework import generics, serializers, status
 from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.response import Response
 
-from usersite import redis_servers
+from users import redis_clients
 
 from . import commands, services, snapshots
 from .filters import QueryFilter
@@ -395,7 +395,7 @@ def _check_database() -> None:
 async def _check_channel_layer() -> None:
     if not settings.REDIS_URL:
         return  # the in-memory layer lives in this process
-    client = redis_servers.client()
+    client = redis_clients.client()
     try:
         await client.ping()
     finally:

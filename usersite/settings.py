@@ -8,12 +8,14 @@ README.md documents each variable.
 """
 
 import os
+import sys
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from usersite import redis_servers
+# Not a model in it: importable before the apps are loaded.
+from users import redis_clients
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -158,9 +160,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 # Redis Sentinel: the sentinels name the primary, and follow it through a
-# failover (usersite.redis_servers); REDIS_URL then gives only its database
+# failover (users.redis_clients); REDIS_URL then gives only its database
 # and password.
-REDIS_SENTINELS = redis_servers.parse_sentinels(env_list("REDIS_SENTINELS", ""))
+REDIS_SENTINELS = redis_clients.parse_sentinels(env_list("REDIS_SENTINELS", ""))
 REDIS_SENTINEL_MASTER = os.environ.get("REDIS_SENTINEL_MASTER", "")
 if REDIS_SENTINELS:
     if not REDIS_SENTINEL_MASTER:
@@ -169,17 +171,15 @@ if REDIS_SENTINELS:
 # How long a group membership lasts unless renewed; the users app renews its
 # membership well before (users.relay).
 CHANNEL_GROUP_EXPIRY = int(os.environ.get("CHANNEL_GROUP_EXPIRY", 86400))
+# The REDIS_* settings above, read as the running code reads them from django.conf.
+_redis_servers = redis_clients.RedisServers.from_settings(sys.modules[__name__])
 if REDIS_URL:
     # channels-redis' core layer (docs/performance.md says why not pub/sub).
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [
-                    redis_servers.channel_layer_host(
-                        REDIS_URL, REDIS_SENTINELS, REDIS_SENTINEL_MASTER
-                    )
-                ],
+                "hosts": [_redis_servers.channel_layer_host()],
                 "group_expiry": CHANNEL_GROUP_EXPIRY,
             },
         }
@@ -196,7 +196,7 @@ else:
 # The cache holds the REST write throttle's counts: in Redis when there is one,
 # so that every server process counts the same client together.
 if REDIS_URL:
-    CACHES = {"default": redis_servers.cache(REDIS_URL, REDIS_SENTINELS, REDIS_SENTINEL_MASTER)}
+    CACHES = {"default": _redis_servers.cache()}
 
 # --- REST API ----------------------------------------------------------------
 

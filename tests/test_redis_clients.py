@@ -4,37 +4,37 @@ from django.core.exceptions import ImproperlyConfigured
 from redis.sentinel import SentinelConnectionPool
 
 from tests.test_settings import manage
-from usersite import redis_servers
+from users.redis_clients import RedisServers, parse_sentinels
 
-SENTINELS = [("10.0.0.1", 26379), ("::1", 26380)]
+SENTINELS = (("10.0.0.1", 26379), ("::1", 26380))
 
 
 def test_sentinels_are_read_as_host_and_port_pairs():
-    parsed = redis_servers.parse_sentinels(["10.0.0.1:26379", "[::1]:26380"])
-    assert parsed == SENTINELS
+    parsed = parse_sentinels(["10.0.0.1:26379", "[::1]:26380"])
+    assert parsed == list(SENTINELS)
 
 
 @pytest.mark.parametrize("item", ["10.0.0.1", "10.0.0.1:", ":26379", "host:port"])
 def test_a_sentinel_without_a_port_is_refused(item):
     with pytest.raises(ImproperlyConfigured, match="REDIS_SENTINELS"):
-        redis_servers.parse_sentinels([item])
+        parse_sentinels([item])
 
 
 def test_without_sentinels_the_channel_layer_uses_the_url():
     url = "redis://127.0.0.1:6379/2"
-    assert redis_servers.channel_layer_host(url, [], "") == url
+    assert RedisServers(url).channel_layer_host() == url
 
 
 def test_with_sentinels_the_channel_layer_asks_them_for_the_primary():
-    host = redis_servers.channel_layer_host("redis://:secret@ignored/3", SENTINELS, "main")
-    assert host["sentinels"] == SENTINELS
+    host = RedisServers("redis://:secret@ignored/3", SENTINELS, "main").channel_layer_host()
+    assert host["sentinels"] == list(SENTINELS)
     assert host["master_name"] == "main"
     assert (host["db"], host["password"]) == (3, "secret")
     assert "host" not in host
 
 
 def test_with_sentinels_the_cache_is_djangos_redis_cache_on_a_sentinel_pool():
-    settings = redis_servers.cache("redis://:secret@ignored/3", SENTINELS, "main")
+    settings = RedisServers("redis://:secret@ignored/3", SENTINELS, "main").cache()
     cache = RedisCache(settings["LOCATION"], {"OPTIONS": settings["OPTIONS"]})
     pool = cache._cache._get_connection_pool(write=True)  # made without connecting
     assert isinstance(pool, SentinelConnectionPool)
@@ -48,10 +48,10 @@ def test_sentinels_without_a_primary_name_are_refused():
     assert "REDIS_SENTINELS needs REDIS_SENTINEL_MASTER" in result.stderr
 
 
-@pytest.mark.parametrize("sentinels", [[], SENTINELS])
+@pytest.mark.parametrize("sentinels", [(), SENTINELS])
 def test_every_cache_object_of_a_process_shares_one_pool(sentinels):
     """Django makes a cache object per request under ASGI: each must not connect anew."""
-    settings = redis_servers.cache("redis://127.0.0.1:1/3", sentinels, "main")
+    settings = RedisServers("redis://127.0.0.1:1/3", sentinels, "main").cache()
     first, second = (
         RedisCache(settings["LOCATION"], {"OPTIONS": settings["OPTIONS"]}) for _ in range(2)
     )
