@@ -7,6 +7,7 @@ import sys
 
 import httpx
 import pytest
+import redis
 import websockets
 from websockets.asyncio.client import connect
 
@@ -98,3 +99,18 @@ async def test_anonymous_readers_are_refused_by_default_with_debug_off(start_ser
         async with connect(server.ws_url):
             pass
     assert refused.value.response.status_code == 403
+
+
+async def test_health_reuses_its_redis_connections(start_server, own_redis):
+    server = start_server("uvicorn", REDIS_URL=own_redis.url)
+    with redis.Redis.from_url(own_redis.url) as watcher:
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            assert (await http.get("/healthz")).status_code == 200  # the pool's first connection
+            before = watcher.info("stats")["total_connections_received"]
+            answers = [(await http.get("/healthz")).status_code for _ in range(100)]
+        opened = watcher.info("stats")["total_connections_received"] - before
+    print(f"100 health checks opened {opened} Redis connections")
+    assert answers == [200] * 100
+    # The relay's and the channel layer's connections may come and go meanwhile;
+    # a pool per check opened at least one per check.
+    assert opened < 10
