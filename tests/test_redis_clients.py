@@ -1,7 +1,7 @@
 import pytest
 from django.core.cache.backends.redis import RedisCache
 from django.core.exceptions import ImproperlyConfigured
-from redis.sentinel import SentinelConnectionPool
+from redis.sentinel import SentinelConnectionPool, SentinelManagedSSLConnection
 
 from tests.test_settings import manage
 from users.redis_clients import RedisServers, parse_sentinels
@@ -57,3 +57,50 @@ def test_every_cache_object_of_a_process_shares_one_pool(sentinels):
     )
     pool = first._cache._get_connection_pool(write=True)  # made without connecting
     assert second._cache._get_connection_pool(write=True) is pool
+
+
+SECURED = RedisServers(
+    "rediss://:redis-secret@ignored/3",
+    SENTINELS,
+    "main",
+    sentinel_password="sentinel-secret",
+    sentinel_tls=True,
+    tls_ca_file="/etc/redis/ca.pem",
+)
+
+
+def test_the_sentinels_are_asked_with_their_own_password_over_tls():
+    options = SECURED.sentinel_options()
+    assert (options["password"], options["ssl"]) == ("sentinel-secret", True)
+    assert options["ssl_ca_certs"] == "/etc/redis/ca.pem"
+    assert "password" not in RedisServers("redis://ignored/0", SENTINELS, "main").sentinel_options()
+
+
+def test_a_rediss_url_reaches_the_primary_the_sentinels_name_over_tls_with_its_password():
+    host = SECURED.channel_layer_host()
+    assert (host["password"], host["ssl"], host["ssl_ca_certs"]) == (
+        "redis-secret",
+        True,
+        "/etc/redis/ca.pem",
+    )
+    assert host["sentinel_kwargs"] == SECURED.sentinel_options()
+
+
+def test_with_a_rediss_url_the_cache_asks_the_sentinels_and_speaks_tls():
+    settings = SECURED.cache()
+    cache = RedisCache(settings["LOCATION"], {"OPTIONS": settings["OPTIONS"]})
+    pool = cache._cache._get_connection_pool(write=True)  # made without connecting
+    assert isinstance(pool, SentinelConnectionPool)
+    assert pool.connection_class is SentinelManagedSSLConnection
+    assert pool.connection_kwargs["ssl_ca_certs"] == "/etc/redis/ca.pem"
+    assert pool.connection_kwargs["password"] == "redis-secret"
+
+
+def test_a_single_rediss_server_is_verified_with_the_ca_file_everywhere():
+    servers = RedisServers("rediss://:secret@redis.internal:6380/0", tls_ca_file="/ca.pem")
+    assert servers.channel_layer_host() == {
+        "address": "rediss://:secret@redis.internal:6380/0",
+        "ssl_ca_certs": "/ca.pem",
+    }
+    assert servers.cache()["OPTIONS"]["ssl_ca_certs"] == "/ca.pem"
+    assert servers.sync_client().connection_pool.connection_kwargs["ssl_ca_certs"] == "/ca.pem"

@@ -3,11 +3,13 @@ Redis clients, built in one place from the settings: the channel layer's host,
 the cache, and the clients that the relay, the housekeeper, /healthz and
 ``checkservices`` talk to Redis with.
 
-Redis is one server (REDIS_URL) or the primary that Redis Sentinel names
-(REDIS_SENTINELS, REDIS_SENTINEL_MASTER). With sentinels every new connection
-asks them for the current primary, so that all of these follow a failover the
-same way. Importable before Django's apps are loaded: the settings build the
-channel layer and the cache from here.
+Redis is one server (REDIS_URL; ``rediss://`` for TLS) or the primary that
+Redis Sentinel names (REDIS_SENTINELS, REDIS_SENTINEL_MASTER; the sentinels'
+own REDIS_SENTINEL_PASSWORD and REDIS_SENTINEL_TLS). REDIS_TLS_CA_FILE names
+the certificates that signed the servers' when not the system's. With
+sentinels every new connection asks them for the current primary, so that all
+of these follow a failover the same way. Importable before Django's apps are
+loaded: the settings build the channel layer and the cache from here.
 """
 
 import asyncio
@@ -42,6 +44,9 @@ class RedisServers:
     url: str
     sentinels: tuple[tuple[str, int], ...] = ()
     master: str = ""
+    sentinel_password: str = ""
+    sentinel_tls: bool = False
+    tls_ca_file: str = ""
 
     @classmethod
     def from_settings(cls, settings) -> "RedisServers":
@@ -50,21 +55,44 @@ class RedisServers:
             url=settings.REDIS_URL,
             sentinels=tuple(settings.REDIS_SENTINELS),
             master=settings.REDIS_SENTINEL_MASTER,
+            sentinel_password=settings.REDIS_SENTINEL_PASSWORD,
+            sentinel_tls=settings.REDIS_SENTINEL_TLS,
+            tls_ca_file=settings.REDIS_TLS_CA_FILE,
         )
+
+    def tls_options(self) -> dict:
+        """What verifies a server's certificate: REDIS_TLS_CA_FILE, or the system's store."""
+        return {"ssl_ca_certs": self.tls_ca_file} if self.tls_ca_file else {}
+
+    def url_options(self) -> dict:
+        """Options beside REDIS_URL for a single server: its TLS, if ``rediss://``."""
+        return self.tls_options() if self.url.startswith("rediss://") else {}
 
     def sentinel_options(self) -> dict:
         """How to talk to the sentinels themselves (redis-py's ``sentinel_kwargs``)."""
-        return {"socket_timeout": SENTINEL_TIMEOUT, "socket_connect_timeout": SENTINEL_TIMEOUT}
+        options = {"socket_timeout": SENTINEL_TIMEOUT, "socket_connect_timeout": SENTINEL_TIMEOUT}
+        if self.sentinel_password:
+            options["password"] = self.sentinel_password
+        if self.sentinel_tls:
+            options.update(ssl=True, **self.tls_options())
+        return options
 
     def primary_options(self) -> dict:
-        """The database and credentials of REDIS_URL: with sentinels, its host is not used."""
+        """
+        The database, credentials and TLS (``rediss://``) of REDIS_URL, for the
+        primary the sentinels name: the URL's host is not used.
+        """
         options = parse_url(self.url)
-        return {key: options[key] for key in ("db", "username", "password") if key in options}
+        picked = {key: options[key] for key in ("db", "username", "password") if key in options}
+        if self.url.startswith("rediss://"):
+            # redis-py's Sentinel pools take ``ssl`` to mean their TLS connection class.
+            picked.update(ssl=True, **self.tls_options())
+        return picked
 
     def channel_layer_host(self):
         """One entry of channels-redis' ``hosts``: the URL, or its Sentinel form."""
         if not self.sentinels:
-            return self.url
+            return {"address": self.url, **self.url_options()} if self.url_options() else self.url
         return {
             "sentinels": list(self.sentinels),
             "master_name": self.master,
@@ -84,7 +112,7 @@ class RedisServers:
         settings = {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": self.url,
-            "OPTIONS": {"pool_class": f"{__name__}.SharedConnectionPool"},
+            "OPTIONS": {"pool_class": f"{__name__}.SharedConnectionPool", **self.url_options()},
         }
         if self.sentinels:
             settings["OPTIONS"] = {
@@ -94,19 +122,26 @@ class RedisServers:
                     self.sentinels, sentinel_kwargs=self.sentinel_options()
                 ),
             }
+            if self.url.startswith("rediss://"):
+                # from_url would take the URL's plain SSLConnection, which
+                # connects to the URL's host instead of asking the sentinels.
+                settings["OPTIONS"].update(
+                    connection_class=redis.sentinel.SentinelManagedSSLConnection,
+                    **self.tls_options(),
+                )
         return settings
 
     def sync_client(self, **options) -> redis.Redis:
         """A new synchronous client of Redis or the current primary; the caller closes it."""
         if not self.sentinels:
-            return redis.Redis.from_url(self.url, **options)
+            return redis.Redis.from_url(self.url, **self.url_options(), **options)
         sentinels = redis.sentinel.Sentinel(self.sentinels, sentinel_kwargs=self.sentinel_options())
         return sentinels.master_for(self.master, **self.primary_options(), **options)
 
     def connection_pool(self) -> redis.asyncio.ConnectionPool:
         """A new asyncio connection pool of Redis or of the primary the sentinels name."""
         if not self.sentinels:
-            return redis.asyncio.ConnectionPool.from_url(self.url)
+            return redis.asyncio.ConnectionPool.from_url(self.url, **self.url_options())
         sentinels = redis.asyncio.sentinel.Sentinel(
             self.sentinels, sentinel_kwargs=self.sentinel_options()
         )

@@ -160,10 +160,16 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 # Redis Sentinel: the sentinels name the primary, and follow it through a
-# failover (users.redis_clients); REDIS_URL then gives only its database
-# and password.
+# failover (users.redis_clients); REDIS_URL then gives only its database,
+# password and TLS (rediss://).
 REDIS_SENTINELS = redis_clients.parse_sentinels(env_list("REDIS_SENTINELS", ""))
 REDIS_SENTINEL_MASTER = os.environ.get("REDIS_SENTINEL_MASTER", "")
+# The sentinels' own password (their requirepass; Redis' is REDIS_URL's), and
+# whether they speak TLS (Redis does when REDIS_URL says rediss://).
+REDIS_SENTINEL_PASSWORD = os.environ.get("REDIS_SENTINEL_PASSWORD", "")
+REDIS_SENTINEL_TLS = env_bool("REDIS_SENTINEL_TLS", False)
+# The CA certificates that signed Redis' and the sentinels' (PEM), if not the system's.
+REDIS_TLS_CA_FILE = os.environ.get("REDIS_TLS_CA_FILE", "")
 if REDIS_SENTINELS:
     if not REDIS_SENTINEL_MASTER:
         raise ImproperlyConfigured("REDIS_SENTINELS needs REDIS_SENTINEL_MASTER (README.md).")
