@@ -82,8 +82,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    # Static files (the page's script, the admin's, Swagger UI's) under any ASGI server.
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Static files (the page's script, the admin's, Swagger UI's) under any ASGI
+    # server: WhiteNoise, its files read as ASGI wants them (its docstring).
+    "usersite.middleware.AsyncFileWhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
