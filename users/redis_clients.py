@@ -60,13 +60,18 @@ class RedisServers:
             tls_ca_file=settings.REDIS_TLS_CA_FILE,
         )
 
+    @property
+    def tls(self) -> bool:
+        """Whether Redis itself speaks TLS: REDIS_URL says ``rediss://``."""
+        return self.url.startswith("rediss://")
+
     def tls_options(self) -> dict:
         """What verifies a server's certificate: REDIS_TLS_CA_FILE, or the system's store."""
         return {"ssl_ca_certs": self.tls_ca_file} if self.tls_ca_file else {}
 
     def url_options(self) -> dict:
-        """Options beside REDIS_URL for a single server: its TLS, if ``rediss://``."""
-        return self.tls_options() if self.url.startswith("rediss://") else {}
+        """Options beside REDIS_URL for a single server: what verifies its TLS, if any."""
+        return self.tls_options() if self.tls else {}
 
     def sentinel_options(self) -> dict:
         """How to talk to the sentinels themselves (redis-py's ``sentinel_kwargs``)."""
@@ -84,7 +89,7 @@ class RedisServers:
         """
         options = parse_url(self.url)
         picked = {key: options[key] for key in ("db", "username", "password") if key in options}
-        if self.url.startswith("rediss://"):
+        if self.tls:
             # redis-py's Sentinel pools take ``ssl`` to mean their TLS connection class.
             picked.update(ssl=True, **self.tls_options())
         return picked
@@ -122,7 +127,7 @@ class RedisServers:
                     self.sentinels, sentinel_kwargs=self.sentinel_options()
                 ),
             }
-            if self.url.startswith("rediss://"):
+            if self.tls:
                 # from_url would take the URL's plain SSLConnection, which
                 # connects to the URL's host instead of asking the sentinels.
                 settings["OPTIONS"].update(
