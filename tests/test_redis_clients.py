@@ -4,6 +4,7 @@ from django.core.exceptions import ImproperlyConfigured
 from redis.sentinel import SentinelConnectionPool, SentinelManagedSSLConnection
 
 from tests.test_settings import manage
+from users import redis_clients
 from users.redis_clients import RedisServers, parse_sentinels
 
 SENTINELS = (("10.0.0.1", 26379), ("::1", 26380))
@@ -104,3 +105,11 @@ def test_a_single_rediss_server_is_verified_with_the_ca_file_everywhere():
     }
     assert servers.cache()["OPTIONS"]["ssl_ca_certs"] == "/ca.pem"
     assert servers.sync_client().connection_pool.connection_kwargs["ssl_ca_certs"] == "/ca.pem"
+
+
+async def test_the_clients_of_one_process_share_one_pool_that_closing_a_client_keeps(settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # never connected to here
+    first, second = redis_clients.client(), redis_clients.client()
+    assert first.connection_pool is second.connection_pool
+    await first.aclose()  # as each caller does when done
+    assert redis_clients.client().connection_pool is second.connection_pool
