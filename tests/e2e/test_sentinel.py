@@ -120,7 +120,11 @@ class SentinelSet:
 
     def __init__(self, folder: Path, secured: bool):
         self.secured = secured
-        base = 'bind 127.0.0.1\nport {port}\ndir {folder}\nsave ""\nappendonly no\n'
+        # No wait before the first sync (Redis waits 5 s for more replicas to join).
+        base = (
+            'bind 127.0.0.1\nport {port}\ndir {folder}\nsave ""\nappendonly no\n'
+            "repl-diskless-sync-delay 0\n"
+        )
         sentinel_config = SENTINEL_CONFIG
         redis_options = sentinel_options = {}
         if secured:
