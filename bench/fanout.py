@@ -166,6 +166,7 @@ class Deployment:
             "HTTPS": "false",
             "SECRET_KEY": "benchmark-only",
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "USERS_ANONYMOUS_READS": "true",
             "USERS_ANONYMOUS_WRITES": "true",
             **NO_WRITE_LIMITS,
             "LOG_LEVEL": "WARNING",

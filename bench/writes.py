@@ -11,7 +11,7 @@ Write-path benchmark of the live list, against real server processes.
     .venv/bin/python bench/writes.py --scenario rest --count   # + SQL statements per write
 
 Every server is the deployment's uvicorn command (servers.py's ServerProcess,
-as bench/fanout.py starts it), with DEBUG off, anonymous writes allowed and
+as bench/fanout.py starts it), with DEBUG off, anonymous reads and writes allowed and
 the per-client write limits lifted (servers.NO_WRITE_LIMITS). Backends
 (--backend):
   postgres  a fresh database per deployment on --postgres-url's server
@@ -211,6 +211,7 @@ class Database:
             "HTTPS": "false",
             "SECRET_KEY": "benchmark-only",
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "USERS_ANONYMOUS_READS": "true",
             "USERS_ANONYMOUS_WRITES": "true",
             **NO_WRITE_LIMITS,
             "LOG_LEVEL": "WARNING",

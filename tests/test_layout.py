@@ -12,10 +12,6 @@ import users
 
 APP = Path(users.__file__).parent
 
-# The project modules the app may still import. usersite.redis_servers goes
-# when the Redis clients are built inside the app (issue 17, another change).
-ALLOWED_PROJECT_IMPORTS = {"usersite.redis_servers"}
-
 
 def module_name(path: Path) -> str:
     parts = path.relative_to(APP.parent).with_suffix("").parts
@@ -85,16 +81,12 @@ def test_the_circle_finder_finds_one():
 
 
 def reaches_up(imported: str) -> bool:
-    """Whether ``imported`` is of the project, beyond what is still allowed."""
-    if not imported.startswith("usersite."):
-        return False  # the bare package comes with ``from usersite import x``: x counts
-    return not any(
-        imported == allowed or imported.startswith(f"{allowed}.")
-        for allowed in ALLOWED_PROJECT_IMPORTS
-    )
+    """Whether ``imported`` is a module of the project."""
+    # The bare package comes with ``from usersite import x``: x counts.
+    return imported.startswith("usersite.")
 
 
-def test_the_app_imports_nothing_of_the_project_but_what_is_still_allowed():
+def test_the_app_imports_nothing_of_the_project():
     reaching_up = {
         (module_name(path), imported)
         for path in APP.rglob("*.py")
@@ -107,7 +99,7 @@ def test_the_app_imports_nothing_of_the_project_but_what_is_still_allowed():
 def test_an_import_of_the_project_is_seen():
     assert reaches_up("usersite.settings")
     assert reaches_up("usersite.daphne_server.Server")
-    assert not reaches_up("usersite.redis_servers")
+    assert not reaches_up("usersite")
     assert not reaches_up("users.models")
 
 

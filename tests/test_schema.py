@@ -27,12 +27,12 @@ def test_the_schema_describes_the_lists_query_pages_etags_and_throttle(client):
     assert parameters["order"]["schema"]["enum"] == ["id", "-id", "name", "-name"]
     limit = parameters["limit"]["schema"]
     assert (limit["minimum"], limit["maximum"]) == (1, 500)
-    assert set(listing["responses"]) == {"200", "304", "400", "429"}
+    assert set(listing["responses"]) == {"200", "304", "400", "401", "429"}
     assert "Retry-After" in listing["responses"]["429"]["headers"]
     retrieve = schema["paths"]["/api/v1/users/{id}/"]["get"]
     assert "If-None-Match" in {parameter["name"] for parameter in retrieve["parameters"]}
     for operation in (listing, retrieve):
-        assert {"200", "304"} <= set(operation["responses"])
+        assert {"200", "304", "401"} <= set(operation["responses"])
         assert "ETag" in operation["responses"]["304"]["headers"]
 
 

@@ -48,3 +48,22 @@ def test_check_deploy_fails_when_https_is_off_in_production():
     result = manage("check", "--deploy", "--fail-level", "WARNING", env=env)
     assert result.returncode != 0
     assert "SECURE_SSL_REDIRECT" in result.stderr
+
+
+def test_a_public_host_without_an_explicit_debug_refuses_to_load():
+    result = manage("check", env={"ALLOWED_HOSTS": "localhost,users.example.org"})
+    assert result.returncode != 0
+    assert "set DEBUG=false" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"ALLOWED_HOSTS": "localhost,127.0.0.2,::1,[::1]"},
+        {"ALLOWED_HOSTS": "users.example.org", "DEBUG": "true"},
+    ],
+    ids=["loopback hosts only", "debug chosen explicitly"],
+)
+def test_the_settings_load_when_debug_is_explicit_or_the_hosts_are_loopback(env):
+    result = manage("check", env=env)
+    assert result.returncode == 0, result.stderr

@@ -2,7 +2,8 @@
 ASGI entry point: HTTP goes to Django, WebSockets to the users app's routes.
 
 The WebSocket stack checks the handshake's Origin against ALLOWED_HOSTS and
-puts the user in the scope: an app's token, a browser's session, or anonymous.
+puts the user in the scope: an app's token, a browser's session, or anonymous;
+then refuses those who may not read the list (USERS_ANONYMOUS_READS).
 """
 
 import os
@@ -16,7 +17,7 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from users.live.lifespan import StartHousekeeping, lifespan  # noqa: E402
-from users.sockets.handshake import HandshakeAuthentication  # noqa: E402
+from users.sockets.handshake import HandshakeAuthentication, ReadersOnly  # noqa: E402
 from users.sockets.origins import AllowedHostsOrNoOriginValidator  # noqa: E402
 from users.sockets.routing import websocket_urlpatterns  # noqa: E402
 
@@ -29,7 +30,7 @@ application = StartHousekeeping(
             # Starts the housekeeper; at shutdown, the relay leaves its group.
             "lifespan": lifespan,
             "websocket": AllowedHostsOrNoOriginValidator(
-                HandshakeAuthentication(URLRouter(websocket_urlpatterns))
+                HandshakeAuthentication(ReadersOnly(URLRouter(websocket_urlpatterns)))
             ),
         }
     )

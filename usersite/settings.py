@@ -8,12 +8,14 @@ README.md documents each variable.
 """
 
 import os
+import sys
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from usersite import redis_servers
+# Not a model in it: importable before the apps are loaded.
+from users import redis_clients
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -33,7 +35,22 @@ def env_list(name: str, default: str) -> list[str]:
 
 # --- Core --------------------------------------------------------------------
 
+
+def is_loopback(host: str) -> bool:
+    """Whether an ALLOWED_HOSTS entry names only this machine."""
+    return host in {"localhost", "::1", "[::1]"} or host.startswith("127.")
+
+
 DEBUG = env_bool("DEBUG", True)
+# DEBUG's default (on) also lets anyone write and read: a deployment that names
+# a public host must choose it, or forgetting DEBUG=false opens the list to all.
+if "DEBUG" not in os.environ and not all(
+    is_loopback(host) for host in env_list("ALLOWED_HOSTS", "localhost")
+):
+    raise ImproperlyConfigured(
+        "ALLOWED_HOSTS names a host other than this machine: set DEBUG=false for a "
+        "deployment (or DEBUG=true to develop with it on); README.md, Production."
+    )
 if DEBUG:
     SECRET_KEY = os.environ.get("SECRET_KEY", "django-insecure-development-key-do-not-deploy")
     ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
@@ -66,8 +83,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    # Static files (the page's script, the admin's, Swagger UI's) under any ASGI server.
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Static files (the page's script, the admin's, Swagger UI's) under any ASGI
+    # server: WhiteNoise, its files read as ASGI wants them (its docstring).
+    "usersite.middleware.AsyncFileWhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -144,10 +162,16 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 # Redis Sentinel: the sentinels name the primary, and follow it through a
-# failover (usersite.redis_servers); REDIS_URL then gives only its database
-# and password.
-REDIS_SENTINELS = redis_servers.parse_sentinels(env_list("REDIS_SENTINELS", ""))
+# failover (users.redis_clients); REDIS_URL then gives only its database,
+# password and TLS (rediss://).
+REDIS_SENTINELS = redis_clients.parse_sentinels(env_list("REDIS_SENTINELS", ""))
 REDIS_SENTINEL_MASTER = os.environ.get("REDIS_SENTINEL_MASTER", "")
+# The sentinels' own password (their requirepass; Redis' is REDIS_URL's), and
+# whether they speak TLS (Redis does when REDIS_URL says rediss://).
+REDIS_SENTINEL_PASSWORD = os.environ.get("REDIS_SENTINEL_PASSWORD", "")
+REDIS_SENTINEL_TLS = env_bool("REDIS_SENTINEL_TLS", False)
+# The CA certificates that signed Redis' and the sentinels' (PEM), if not the system's.
+REDIS_TLS_CA_FILE = os.environ.get("REDIS_TLS_CA_FILE", "")
 if REDIS_SENTINELS:
     if not REDIS_SENTINEL_MASTER:
         raise ImproperlyConfigured("REDIS_SENTINELS needs REDIS_SENTINEL_MASTER (README.md).")
@@ -155,17 +179,15 @@ if REDIS_SENTINELS:
 # How long a group membership lasts unless renewed; the users app renews its
 # membership well before (users.live.member).
 CHANNEL_GROUP_EXPIRY = int(os.environ.get("CHANNEL_GROUP_EXPIRY", 86400))
+# The REDIS_* settings above, read as the running code reads them from django.conf.
+_redis_servers = redis_clients.RedisServers.from_settings(sys.modules[__name__])
 if REDIS_URL:
     # channels-redis' core layer (docs/performance.md says why not pub/sub).
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [
-                    redis_servers.channel_layer_host(
-                        REDIS_URL, REDIS_SENTINELS, REDIS_SENTINEL_MASTER
-                    )
-                ],
+                "hosts": [_redis_servers.channel_layer_host()],
                 "group_expiry": CHANNEL_GROUP_EXPIRY,
             },
         }
@@ -182,7 +204,7 @@ else:
 # The cache holds the REST write throttle's counts: in Redis when there is one,
 # so that every server process counts the same client together.
 if REDIS_URL:
-    CACHES = {"default": redis_servers.cache(REDIS_URL, REDIS_SENTINELS, REDIS_SENTINEL_MASTER)}
+    CACHES = {"default": _redis_servers.cache()}
 
 # --- REST API ----------------------------------------------------------------
 
@@ -217,6 +239,10 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- The users app -----------------------------------------------------------
+
+# Anyone may read the list (REST, the socket, the page), as the Dart example's
+# clients need, which send no credentials; off, readers need a login or a token.
+USERS_ANONYMOUS_READS = env_bool("USERS_ANONYMOUS_READS", DEBUG)
 
 # Anyone may create, edit and delete users through REST and the socket, as in
 # the Dart example; off, writers need a login with the model's permissions.

@@ -23,6 +23,18 @@ def test_without_permission_the_page_says_so_instead_of_offering_the_form(client
     assert 'id="add-user"' not in page
 
 
+def test_without_anonymous_reads_a_visitor_is_sent_to_the_login(client, settings):
+    settings.USERS_ANONYMOUS_READS = False
+    response = client.get("/")
+    assert (response.status_code, response["Location"]) == (302, "/admin/login/?next=/")
+
+
+def test_without_anonymous_reads_a_logged_in_user_gets_the_page(client, settings):
+    settings.USERS_ANONYMOUS_READS = False
+    client.force_login(make_account())
+    assert 'id="users"' in client.get("/").content.decode()
+
+
 def test_an_admin_gets_edit_links_and_a_visitor_none(client, admin_client):
     assert 'data-edit-url="/admin/users/user/0/change/"' in admin_client.get("/").content.decode()
     assert "data-edit-url" not in client.get("/").content.decode()

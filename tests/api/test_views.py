@@ -181,6 +181,46 @@ def test_without_anonymous_writes_reads_stay_open_to_anyone(api, settings, metho
         assert getattr(api, method)(path).status_code == 200
 
 
+READS = ["get", "head", "options"]
+
+
+@pytest.mark.parametrize("method", READS)
+def test_without_anonymous_reads_an_anonymous_read_gets_401_naming_the_token_scheme(
+    api, settings, method
+):
+    settings.USERS_ANONYMOUS_READS = False
+    ann = services.user_create(name="Ann")
+    for path in ("/api/v1/users", detail(ann)):
+        response = getattr(api, method)(path)
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"] == "Token"
+
+
+@pytest.mark.parametrize("method", READS)
+@pytest.mark.parametrize("credentials", ["session", "token"])
+def test_without_anonymous_reads_a_login_or_token_without_permissions_reads(
+    api, settings, method, credentials
+):
+    settings.USERS_ANONYMOUS_READS = False
+    ann = services.user_create(name="Ann")
+    account = make_account("reader")
+    if credentials == "session":
+        api.force_login(account)
+    else:
+        api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=account).key}")
+    for path in ("/api/v1/users", detail(ann)):
+        assert getattr(api, method)(path).status_code == 200
+
+
+def test_without_anonymous_reads_anonymous_writes_keep_their_own_rule(api, settings):
+    settings.USERS_ANONYMOUS_READS = False
+    settings.USERS_ANONYMOUS_WRITES = True
+    assert api.post("/api/v1/users", {"name": "Ann"}, format="json").status_code == 201
+    settings.USERS_ANONYMOUS_WRITES = False
+    assert api.post("/api/v1/users", {"name": "Bob"}, format="json").status_code == 401
+    assert list(User.objects.values_list("name", flat=True)) == ["Ann"]
+
+
 @pytest.mark.parametrize(
     ("anonymous_writes", "perms", "offered"),
     [(True, [], {"POST"}), (False, [], set()), (False, ["add_user"], {"POST"})],

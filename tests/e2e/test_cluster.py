@@ -2,11 +2,12 @@
 ``dev.py cluster`` as README.md's "Several server processes" runs it.
 
 The same environment as the try-out there, on a PostgreSQL database and a
-Redis database of its own, and free ports.
+Redis server of its own, and free ports.
 """
 
 import asyncio
 import os
+import re
 import secrets
 import signal
 import sys
@@ -17,15 +18,14 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import psycopg
 import pytest
-import redis
 from websockets.asyncio.client import connect
 
 from servers import ROOT, free_port, free_port_range
 from tests.e2e.clients import manage_shell, next_list, server_at
 
+STATIC_SCRIPT = ROOT / "users" / "static" / "users" / "live-list.js"
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 REDIS_URL = os.environ.get("REDIS_URL", "")
-CLUSTER_REDIS_DB = 11  # not the suite's: the cluster's group members are its own
 
 pytestmark = [
     pytest.mark.backends,
@@ -49,6 +49,7 @@ def readme_environment(database_url: str, redis_url: str, static_root) -> dict:
         "DEBUG": "false",
         "SECRET_KEY": secrets.token_urlsafe(50),
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "USERS_ANONYMOUS_READS": "true",
         "USERS_ANONYMOUS_WRITES": "false",
         "HTTPS": "false",
         "STATIC_ROOT": str(static_root),  # not the project's staticfiles/
@@ -60,19 +61,16 @@ def readme_environment(database_url: str, redis_url: str, static_root) -> dict:
 
 
 @pytest.fixture
-def cluster_env(tmp_path):
-    """A fresh database (created as README.md says) and an empty Redis database."""
+def cluster_env(tmp_path, own_redis):
+    """A fresh database (created as README.md says) and an empty Redis of its own."""
     name = f"usersite_e2e_cluster_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(DATABASE_URL, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    redis_url = with_path(REDIS_URL, f"/{CLUSTER_REDIS_DB}")
-    redis.Redis.from_url(redis_url).flushdb()
     try:
         yield readme_environment(
-            with_path(DATABASE_URL, f"/{name}"), redis_url, tmp_path / "static"
+            with_path(DATABASE_URL, f"/{name}"), own_redis.url, tmp_path / "static"
         )
     finally:
-        redis.Redis.from_url(redis_url).flushdb()
         with psycopg.connect(DATABASE_URL, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
@@ -92,7 +90,14 @@ async def healthy(http: httpx.AsyncClient, server) -> bool:
         return False
 
 
-async def test_the_readme_cluster_serves_the_page_static_files_rest_and_sockets(
+# What a clean run must not print: Python's warnings ("...: Warning: ...",
+# "DeprecationWarning"), log records at WARNING or above, tracebacks.
+ALARMING = re.compile(r'Warning|"level": "(WARNING|ERROR|CRITICAL)"|Traceback')
+# The one the test asks for: the anonymous write it sends on purpose.
+REFUSED_WRITE = '"logger": "django.request", "message": "Unauthorized: /api/v1/users"'
+
+
+async def test_the_readme_cluster_serves_the_page_static_files_rest_and_sockets_quietly(
     cluster_env, tmp_path
 ):
     first_port = free_port_range(2)
@@ -106,12 +111,14 @@ async def test_the_readme_cluster_serves_the_page_static_files_rest_and_sockets(
                 while not (await healthy(http, a) and await healthy(http, b)):
                     assert cluster.returncode is None, log_path.read_text()
                     await asyncio.sleep(0.2)
-            page = await http.get(f"{a.url}/")
-            script = await http.get(f"{b.url}/static/users/live-list.js")
-            users = await http.get(f"{b.url}/api/v1/users")
+            for server in (a, b):
+                page = await http.get(f"{server.url}/")
+                script = await http.get(f"{server.url}/static/users/live-list.js")
+                users = await http.get(f"{server.url}/api/v1/users")
+                assert (page.status_code, script.status_code) == (200, 200)
+                assert script.content == STATIC_SCRIPT.read_bytes()
+                assert users.json() == {"users": []}
             anonymous_write = await http.post(f"{a.url}/api/v1/users", json={"name": "Ann"})
-        assert (page.status_code, script.status_code) == (200, 200)
-        assert users.json() == {"users": []}
         assert anonymous_write.status_code == 401  # USERS_ANONYMOUS_WRITES=false
         async with connect(a.ws_url) as on_a, connect(b.ws_url) as on_b:
             assert (await next_list(on_a), await next_list(on_b)) == ([], [])
@@ -123,6 +130,8 @@ async def test_the_readme_cluster_serves_the_page_static_files_rest_and_sockets(
         if cluster.returncode is None:
             os.killpg(cluster.pid, signal.SIGINT)
         await asyncio.wait_for(cluster.wait(), 30)
+    alarming = [line for line in log_path.read_text().splitlines() if ALARMING.search(line)]
+    assert [REFUSED_WRITE in line for line in alarming] == [True], "\n".join(alarming)
 
 
 def unreachable_database(env: dict) -> tuple[dict, list[str]]:

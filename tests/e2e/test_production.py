@@ -7,6 +7,9 @@ import sys
 
 import httpx
 import pytest
+import redis
+import websockets
+from websockets.asyncio.client import connect
 
 from servers import ROOT
 
@@ -48,7 +51,7 @@ async def test_static_files_and_health_are_served_with_debug_off(start_server, p
 async def test_logs_are_one_json_object_per_line(start_server, production):
     server = start_server("uvicorn", **production)
     async with httpx.AsyncClient(base_url=server.url) as http:
-        await http.get("/api/v1/users/does-not-exist")  # a warning from django.request
+        await http.get("/does-not-exist")  # a warning from django.request
     server.stop()
     lines = [line for line in server.log.read_text().splitlines() if line.strip()]
     records = [json.loads(line) for line in lines]
@@ -77,9 +80,37 @@ async def test_health_answers_503_naming_only_an_unreachable_database(
 async def test_a_request_leaves_no_access_line_in_the_log(start_server, production):
     server = start_server("uvicorn", **production)
     async with httpx.AsyncClient(base_url=server.url) as http:
-        assert (await http.get("/api/v1/users")).status_code == 200
+        assert (await http.get("/healthz")).status_code == 200
     server.stop()
     records = [json.loads(line) for line in server.log.read_text().splitlines() if line.strip()]
     assert records, "the server logged nothing at all"
     assert not [r for r in records if r["logger"] == "uvicorn.access"]
-    assert "/api/v1/users" not in server.log.read_text()
+    assert "/healthz" not in server.log.read_text()
+
+
+async def test_anonymous_readers_are_refused_by_default_with_debug_off(start_server, production):
+    server = start_server("uvicorn", **production)
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        page = await http.get("/")
+        users = await http.get("/api/v1/users")
+    assert (page.status_code, page.headers["location"]) == (302, "/admin/login/?next=/")
+    assert users.status_code == 401
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        async with connect(server.ws_url):
+            pass
+    assert refused.value.response.status_code == 403
+
+
+async def test_health_reuses_its_redis_connections(start_server, own_redis):
+    server = start_server("uvicorn", REDIS_URL=own_redis.url)
+    with redis.Redis.from_url(own_redis.url) as watcher:
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            assert (await http.get("/healthz")).status_code == 200  # the pool's first connection
+            before = watcher.info("stats")["total_connections_received"]
+            answers = [(await http.get("/healthz")).status_code for _ in range(100)]
+        opened = watcher.info("stats")["total_connections_received"] - before
+    print(f"100 health checks opened {opened} Redis connections")
+    assert answers == [200] * 100
+    # The relay's and the channel layer's connections may come and go meanwhile;
+    # a pool per check opened at least one per check.
+    assert opened < 10

@@ -1,4 +1,9 @@
-"""Redis Sentinel: the primary dies, a replica takes over, writes and clients carry on."""
+"""
+Redis Sentinel: the primary dies, a replica takes over, writes and clients carry on.
+
+Twice: as Redis ships, and with passwords (Redis' and the sentinels' own) and
+TLS everywhere, on a self-signed certificate made for the test.
+"""
 
 import asyncio
 import json
@@ -21,6 +26,9 @@ from tests.e2e.clients import ListWatcher, database_list, metric, scrape_metrics
 
 MASTER = "usersite"
 TOKEN = "e2e-metrics-token"
+REDIS_PASSWORD = "e2e-redis-password"
+THROTTLE_KEYS = "*throttle_users_write_*"  # DRF's cache key, under Django's prefix
+SENTINEL_PASSWORD = "e2e-sentinel-password"
 # Short timeouts, so the failover takes seconds: a primary silent for a second
 # is down, and a failover that stalls is retried after three.
 SENTINEL_CONFIG = """\
@@ -32,22 +40,59 @@ sentinel down-after-milliseconds {master} 1000
 sentinel failover-timeout {master} 3000
 sentinel parallel-syncs {master} 1
 """
+# Redis and the sentinels on TLS only, clients unauthenticated by certificate:
+# passwords are the credentials. Replication and the sentinels' own links use
+# TLS too (tls-replication).
+TLS_CONFIG = """\
+port 0
+tls-port {{port}}
+tls-cert-file {cert}
+tls-key-file {key}
+tls-ca-cert-file {cert}
+tls-auth-clients no
+tls-replication yes
+"""
+SECURED_REDIS = f"requirepass {REDIS_PASSWORD}\nmasterauth {REDIS_PASSWORD}\n"
+SECURED_SENTINEL = f"""\
+requirepass {SENTINEL_PASSWORD}
+sentinel sentinel-pass {SENTINEL_PASSWORD}
+sentinel auth-pass {{master}} {REDIS_PASSWORD}
+"""
+
+
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made with openssl; it is its own CA."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
 
 
 class RedisNode:
-    """A redis-server or redis-sentinel of the test's own, from a config file it may rewrite."""
+    """
+    A redis-server, or a sentinel (``redis-server --sentinel``, which Debian's
+    redis-sentinel is), of the test's own, from a config file it may rewrite.
+    """
 
-    def __init__(self, folder: Path, program: str, config: str):
-        self.port, self.folder = free_port(), folder
+    def __init__(self, folder: Path, config: str, client_options: dict, sentinel=False):
+        self.port, self.folder, self.client_options = free_port(), folder, client_options
         folder.mkdir()
         self.config = folder / "redis.conf"
         self.config.write_text(config.format(port=self.port, folder=folder))
         self.process = subprocess.Popen(
-            [program, str(self.config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            ["redis-server", str(self.config), *(["--sentinel"] if sentinel else [])],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=2, decode_responses=True)
+        return redis.Redis(
+            "127.0.0.1", self.port, socket_timeout=2, decode_responses=True, **self.client_options
+        )
 
     def wait_until(self, ready, what: str, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout
@@ -68,23 +113,45 @@ class RedisNode:
 
 
 class SentinelSet:
-    """A primary, one replica and three sentinels on loopback, ready to fail over."""
+    """
+    A primary, one replica and three sentinels on loopback, ready to fail over;
+    ``secured``: with passwords and TLS only.
+    """
 
-    def __init__(self, folder: Path):
-        base = 'bind 127.0.0.1\nport {port}\ndir {folder}\nsave ""\nappendonly no\n'
-        self.primary = RedisNode(folder / "primary", "redis-server", base)
+    def __init__(self, folder: Path, secured: bool):
+        self.secured = secured
+        # No wait before the first sync (Redis waits 5 s for more replicas to join).
+        base = (
+            'bind 127.0.0.1\nport {port}\ndir {folder}\nsave ""\nappendonly no\n'
+            "repl-diskless-sync-delay 0\n"
+        )
+        sentinel_config = SENTINEL_CONFIG
+        redis_options = sentinel_options = {}
+        if secured:
+            self.cert, key = self_signed_certificate(folder)
+            tls = TLS_CONFIG.format(cert=self.cert, key=key)
+            # Later lines win: "port 0" turns the plain port off.
+            base, sentinel_config = base + tls + SECURED_REDIS, SENTINEL_CONFIG + tls
+            tls_client = {"ssl": True, "ssl_ca_certs": str(self.cert)}
+            redis_options = {**tls_client, "password": REDIS_PASSWORD}
+            sentinel_options = {**tls_client, "password": SENTINEL_PASSWORD}
+        self.primary = RedisNode(folder / "primary", base, redis_options)
         self.replica = RedisNode(
-            folder / "replica", "redis-server", base + f"replicaof 127.0.0.1 {self.primary.port}\n"
+            folder / "replica", base + f"replicaof 127.0.0.1 {self.primary.port}\n", redis_options
         )
         self.nodes = [self.primary, self.replica]
         self.replica.wait_until(
             lambda c: c.info("replication")["master_link_status"] == "up", "replication"
         )
-        config = SENTINEL_CONFIG.replace("{master}", MASTER).replace(
-            "{primary}", str(self.primary.port)
+        # "sentinel auth-pass" must follow "sentinel monitor", which names the master.
+        config = (
+            (sentinel_config + (SECURED_SENTINEL if secured else ""))
+            .replace("{master}", MASTER)
+            .replace("{primary}", str(self.primary.port))
         )
         self.sentinels = [
-            RedisNode(folder / f"sentinel{i}", "redis-sentinel", config) for i in range(3)
+            RedisNode(folder / f"sentinel{i}", config, sentinel_options, sentinel=True)
+            for i in range(3)
         ]
         self.nodes += self.sentinels
         for sentinel in self.sentinels:
@@ -102,25 +169,37 @@ class SentinelSet:
             return int(client.sentinel_get_master_addr_by_name(MASTER)[1])
 
     def environment(self) -> dict:
-        return {
+        sentinels = {
             "REDIS_SENTINELS": ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels),
             "REDIS_SENTINEL_MASTER": MASTER,
-            "REDIS_URL": f"redis://{MASTER}/0",
         }
+        if not self.secured:
+            return {**sentinels, "REDIS_URL": f"redis://{MASTER}/0"}
+        return {
+            **sentinels,
+            "REDIS_URL": f"rediss://:{REDIS_PASSWORD}@{MASTER}/0",
+            "REDIS_SENTINEL_PASSWORD": SENTINEL_PASSWORD,
+            "REDIS_SENTINEL_TLS": "true",
+            "REDIS_TLS_CA_FILE": str(self.cert),
+        }
+
+    def current_primary(self) -> RedisNode:
+        port = self.primary_port()
+        return next(node for node in (self.primary, self.replica) if node.port == port)
 
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
 
 
-@pytest.fixture
-def sentinel_set(tmp_path):
-    missing = [p for p in ("redis-server", "redis-sentinel") if shutil.which(p) is None]
+@pytest.fixture(params=["plain", "passwords-and-tls"])
+def sentinel_set(request, tmp_path):
+    missing = [p for p in ("redis-server", "openssl") if shutil.which(p) is None]
     if missing:
         if os.environ.get("USERSITE_REQUIRE_SERVICES") == "1":
             pytest.fail(f"USERSITE_REQUIRE_SERVICES=1 but {', '.join(missing)} is not installed")
-        pytest.skip(f"needs {' and '.join(missing)} (Debian's redis-server, redis-sentinel)")
-    nodes = SentinelSet(tmp_path)
+        pytest.skip(f"needs {' and '.join(missing)} (Debian's redis-server, openssl)")
+    nodes = SentinelSet(tmp_path, secured=request.param == "passwords-and-tls")
     yield nodes
     nodes.stop()
 
@@ -222,7 +301,12 @@ async def test_when_the_primary_dies_writes_succeed_and_clients_follow_the_failo
     sentinel_set,
     start_server,  # in this order, so that the servers stop first
 ):
-    env = {**sentinel_set.environment(), "METRICS_TOKEN": TOKEN}
+    # A day's window keeps each write's throttle count in the cache to look at.
+    env = {
+        **sentinel_set.environment(),
+        "METRICS_TOKEN": TOKEN,
+        "USERS_REST_WRITE_RATE": "1000000/day",
+    }
     servers = [start_server("uvicorn", **env) for _ in range(2)]
     v1 = [await connect(server.ws_url) for server in servers]
     v2 = [await connect(server.ws_url, subprotocols=["users.v2"]) for server in servers]
@@ -266,10 +350,14 @@ async def test_when_the_primary_dies_writes_succeed_and_clients_follow_the_failo
     names = {user["name"] for user in current}
     assert {name for _, name in writer.created} <= names, "an acknowledged write was lost"
 
-    # A change after the failover reaches everyone through the new primary.
-    async with httpx.AsyncClient() as http:
-        response = await http.post(f"{servers[1].url}/api/v1/users", json={"name": "after"})
-    assert response.status_code == 201
+    # A change after the failover reaches everyone through the new primary, and
+    # the REST throttle counts it in the cache there.
+    with sentinel_set.current_primary().client() as primary:
+        primary.delete(*primary.keys(THROTTLE_KEYS))
+        async with httpx.AsyncClient() as http:
+            response = await http.post(f"{servers[1].url}/api/v1/users", json={"name": "after"})
+        assert response.status_code == 201
+        assert primary.keys(THROTTLE_KEYS), "the cache did not reach the new primary"
     current = await database_list(servers[0])
     for watcher in watchers:
         await watcher.wait_for(current, timeout=5)

@@ -2,6 +2,7 @@ import asyncio
 import threading
 
 import pytest
+import redis.asyncio
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings as django_settings
@@ -18,7 +19,7 @@ from users import services
 from users.live import publisher, relay, snapshots, watchdog
 from users.live.subscriber import Subscriber
 from users.models import User
-from usersite import redis_servers
+from users.redis_clients import RedisServers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -233,8 +234,10 @@ async def test_a_cancelled_identity_check_that_redis_reports_as_a_failure_stays_
 async def test_a_relay_check_cancelled_during_a_redis_command_stops():
     # redis-py swallows a cancellation that arrives at some points of a command
     # (redis-py#2028): about a third of these, at as many moments, before the fix.
+    # A pool of its own each time: the moments span connecting as well.
+    servers = RedisServers.from_settings(django_settings)
     for moment in range(48):
-        client = redis_servers.client()
+        client = redis.asyncio.Redis.from_pool(servers.connection_pool())
         check = asyncio.create_task(watchdog.layer_identity(client))
         for _ in range(moment % 8):
             await asyncio.sleep(0)

@@ -9,11 +9,10 @@ from django.conf import settings as django_settings
 from django.db import models, transaction
 
 from tests.helpers import receive_list, wire
-from users import services
+from users import redis_clients, services
 from users.live import history, relay, restores
 from users.models import VERSION_ROW, User, UserListVersion, UserTombstone
 from users.sockets.routing import SOCKET_PATH
-from usersite import redis_servers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -150,7 +149,7 @@ def test_versions_of_the_same_epoch_that_grow_are_no_restore():
 async def test_a_process_started_after_a_restore_notices_it_from_redis(connect):
     await acreate(name="Ann")
     epoch, version = await restores.acurrent_version()
-    client = redis_servers.client()
+    client = redis_clients.client()
     try:
         # What relays heard of before the database was restored to ``version``.
         assert await restores.record(client, epoch, version + 10) == version + 10

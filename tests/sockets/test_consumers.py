@@ -181,6 +181,12 @@ async def test_without_anonymous_writes_an_anonymous_socket_may_read_but_not_cre
     assert not await User.objects.aexists()
 
 
+async def test_without_anonymous_reads_a_session_without_permissions_reads(connect, settings):
+    settings.USERS_ANONYMOUS_READS = False
+    socket = await connect(headers=[await session_cookie_for(await amake_account())])
+    assert await receive_list(socket) == []
+
+
 def recording_sends(app, events: list):
     """Wrap an ASGI app so that ``events`` records the type of each message it sends."""
 

@@ -55,3 +55,19 @@ async def test_an_inactive_accounts_token_is_refused():
     await token.user.asave()
     _, connected, _ = await open_with_token(key)
     assert not connected
+
+
+async def test_without_anonymous_reads_an_anonymous_handshake_is_refused(settings):
+    settings.USERS_ANONYMOUS_READS = False
+    socket = WebsocketCommunicator(application, SOCKET_PATH)
+    connected, _ = await socket.connect()
+    assert not connected
+    await socket.disconnect()
+
+
+async def test_without_anonymous_reads_a_token_without_permissions_reads(settings):
+    settings.USERS_ANONYMOUS_READS = False
+    socket, connected, _ = await open_with_token(await token_for())
+    assert connected
+    assert await receive_list(socket) == []
+    await socket.disconnect()

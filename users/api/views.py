@@ -12,9 +12,11 @@ import logging
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.contrib.auth.mixins import UserPassesTestMixin
 from django.db import connection
 from django.db.models import Subquery
 from django.http import Http404, HttpResponse, HttpResponseNotModified, JsonResponse
+from django.urls import reverse_lazy
 from django.utils.cache import parse_etags
 from django.views.decorators.http import require_safe
 from django.views.generic import TemplateView
@@ -30,12 +32,12 @@ from rest_framework import generics, serializers, status
 from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.response import Response
 
-from usersite import redis_servers
+from users import redis_clients
 
 from .. import commands, services
 from ..live import snapshots
 from ..models import VERSION_ROW, User, UserListVersion, parse_user_id
-from ..permissions import CanWriteUsers, has_write_permission
+from ..permissions import CanReadUsers, CanWriteUsers, has_write_permission, may_read
 from ..serializers import UserSerializer
 from ..sockets.routing import SOCKET_PATH
 from ..throttling import AnonymousReadRateThrottle, WriteRateThrottle
@@ -45,10 +47,15 @@ from .pagination import QueryPagination
 logger = logging.getLogger(__name__)
 
 
-class LiveListPage(TemplateView):
+class LiveListPage(UserPassesTestMixin, TemplateView):
     """The live list in a browser, with a form that adds users over the socket."""
 
     template_name = "users/live_list.html"
+    # Readers who may not read (anonymous, USERS_ANONYMOUS_READS off) go to the login.
+    login_url = reverse_lazy("admin:login")
+
+    def test_func(self):
+        return may_read(self.request.user)
 
     def get_context_data(self, **kwargs):
         user = self.request.user
@@ -149,7 +156,7 @@ def write_answer(data, version: int | None, code: int, *, user: bool = True) -> 
 class UserViewMixin:
     queryset = User.objects.order_by("id")
     serializer_class = UserSerializer
-    permission_classes = [CanWriteUsers]
+    permission_classes = [CanReadUsers, CanWriteUsers]
     throttle_classes = [WriteRateThrottle]
 
     def get_object(self):
@@ -210,6 +217,9 @@ ANONYMOUS_KEY_REFUSED = (
 
 
 DETAIL = inline_serializer("Detail", {"detail": serializers.CharField()})
+ANONYMOUS_READ_REFUSED = OpenApiResponse(
+    DETAIL, description="No login or token, where USERS_ANONYMOUS_READS is off."
+)
 LIST_ETAG_HEADER = OpenApiParameter(
     "ETag",
     location=OpenApiParameter.HEADER,
@@ -244,6 +254,7 @@ RETRY_AFTER_HEADER = OpenApiParameter(
             200: UserSerializer(many=True),
             304: NOT_MODIFIED,
             400: OpenApiResponse(DETAIL, description="A query parameter out of range."),
+            401: ANONYMOUS_READ_REFUSED,
             429: OpenApiResponse(
                 DETAIL, description="Anonymous reads over USERS_REST_ANONYMOUS_READ_RATE."
             ),
@@ -294,7 +305,7 @@ PRECONDITION_FAILED = OpenApiResponse(description="The user changed since the If
 @extend_schema_view(
     get=extend_schema(
         parameters=[IF_NONE_MATCH_PARAMETER, USER_ETAG_HEADER],
-        responses={200: UserSerializer, 304: NOT_MODIFIED},
+        responses={200: UserSerializer, 304: NOT_MODIFIED, 401: ANONYMOUS_READ_REFUSED},
     ),
     put=extend_schema(
         parameters=[*WRITE_PARAMETERS, ETAG_HEADER],
@@ -385,7 +396,7 @@ def _check_database() -> None:
 async def _check_channel_layer() -> None:
     if not settings.REDIS_URL:
         return  # the in-memory layer lives in this process
-    client = redis_servers.client()
+    client = redis_clients.client()
     try:
         await client.ping()
     finally:

@@ -15,7 +15,7 @@ import logging
 
 from django.conf import settings
 
-from usersite import redis_servers
+from users import redis_clients
 
 from . import relay, restores
 from .housekeeping import housekeeper
@@ -29,7 +29,7 @@ async def check_for_restore() -> None:
     """With Redis: start a new epoch if the database went back from a version recorded there."""
     if not settings.REDIS_URL:
         return
-    client = redis_servers.client()
+    client = redis_clients.client()
     try:
         async with asyncio.timeout(STARTUP_CHECK_TIMEOUT):
             await restores.check_with_redis(client)

@@ -18,7 +18,7 @@ from contextlib import suppress
 
 from django.conf import settings
 
-from usersite import redis_servers
+from users import redis_clients
 
 from .. import metrics
 from . import restores
@@ -85,7 +85,7 @@ class Watchdog:
 
     async def check_with_redis(self) -> None:
         """Start a new epoch if the database went back from a version another process heard of."""
-        client = redis_servers.client()
+        client = redis_clients.client()
         try:
             await restores.check_with_redis(client)
         finally:
@@ -100,7 +100,7 @@ class Watchdog:
         fanout = self.fanout
         if not settings.REDIS_URL or not fanout.known_epoch:
             return
-        client = redis_servers.client()
+        client = redis_clients.client()
         try:
             with suppress(*LAYER_ERRORS):
                 await restores.record(client, fanout.known_epoch, fanout.known_version)
@@ -115,7 +115,7 @@ class Watchdog:
         """
         member = self.member
         await member.joined_once.wait()  # the member has made the channel to rejoin with
-        client = redis_servers.client() if settings.REDIS_URL else None
+        client = redis_clients.client() if settings.REDIS_URL else None
         try:
             known = await layer_identity(client)
             renewed_at = time.monotonic()

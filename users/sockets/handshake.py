@@ -1,10 +1,15 @@
-"""Authentication of WebSocket handshakes: an app's token, a browser's session, or nobody."""
+"""
+Authentication of WebSocket handshakes (an app's token, a browser's session, or
+nobody), and the refusal of those who may not read the list.
+"""
 
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.security.websocket import WebsocketDenier
 from django.contrib.auth.models import AnonymousUser
 from rest_framework.authtoken.models import Token
+
+from ..permissions import may_read
 
 # AnonymousUser keeps no state of its own, so every such socket can share one.
 ANONYMOUS = AnonymousUser()
@@ -65,3 +70,19 @@ class HandshakeAuthentication:
 def requester(scope):
     """The account a handshake authenticated, or the anonymous user."""
     return scope.get("user", ANONYMOUS)
+
+
+class ReadersOnly:
+    """
+    Refuse the handshake (HTTP 403) of a requester who may not read the list
+    (``may_read``: anonymous, with USERS_ANONYMOUS_READS off), before any
+    consumer is made for it.
+    """
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    async def __call__(self, scope, receive, send):
+        if not may_read(requester(scope)):
+            return await WebsocketDenier()(scope, receive, send)
+        return await self.inner(scope, receive, send)

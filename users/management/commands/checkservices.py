@@ -1,12 +1,11 @@
 """``manage.py checkservices``: fail at once, with the cause, when the database or Redis is down."""
 
 import redis
-import redis.sentinel
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
-from usersite import redis_servers
+from users.redis_clients import RedisServers
 
 CONNECT_TIMEOUT = 5  # seconds: an address that drops packets fails too, not only a refusal
 
@@ -65,20 +64,10 @@ def redis_problem() -> str | None:
     """
     if not settings.REDIS_URL:
         return None  # the in-memory channel layer needs no server
-    timeouts = {"socket_connect_timeout": CONNECT_TIMEOUT, "socket_timeout": CONNECT_TIMEOUT}
-    if settings.REDIS_SENTINELS:
-        variable = "REDIS_SENTINELS"
-        sentinels = redis.sentinel.Sentinel(
-            settings.REDIS_SENTINELS, sentinel_kwargs=redis_servers.SENTINEL_OPTIONS
-        )
-        client = sentinels.master_for(
-            settings.REDIS_SENTINEL_MASTER,
-            **timeouts,
-            **redis_servers.primary_options(settings.REDIS_URL),
-        )
-    else:
-        variable = "REDIS_URL"
-        client = redis.Redis.from_url(settings.REDIS_URL, **timeouts)
+    variable = "REDIS_SENTINELS" if settings.REDIS_SENTINELS else "REDIS_URL"
+    client = RedisServers.from_settings(settings).sync_client(
+        socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=CONNECT_TIMEOUT
+    )
     try:
         client.ping()
     except redis.RedisError as exc:
