@@ -52,6 +52,11 @@ class Frame:
     kind: str = "list"  # "list" (v1), "snapshot" or "changes" (v2): for users.metrics
 
     @cached_property
+    def utf8(self) -> bytes:
+        """The text as UTF-8, encoded once for every socket sent it (users.consumers)."""
+        return self.text.encode()
+
+    @cached_property
     def holds(self) -> tuple[str, int]:
         """What a v2 client holds once it has this frame: one tuple for every socket sent it."""
         return (self.epoch, self.version)
@@ -96,6 +101,34 @@ def changes_frame(
     return Frame(version, dump(frame), epoch, "changes")
 
 
+class NewestFrames:
+    """
+    The whole list's frames at the newest version read, the same objects for
+    every reading of it: the sockets that connect one after another while the
+    list stands still are sent one encoded text, not one each, which they
+    would hold each while their clients read slowly.
+    """
+
+    def __init__(self):
+        self.clear()
+
+    def clear(self) -> None:
+        self.version: tuple[str, int] | None = None
+        self.frames: dict[str, Frame] = {}
+
+    def get(self, head: Head, kind: str, build: Callable[[], Frame]) -> Frame:
+        version = (head.epoch, head.version)
+        if version != self.version:
+            self.version, self.frames = version, {}
+        frame = self.frames.get(kind)
+        if frame is None:
+            frame = self.frames[kind] = build()
+        return frame
+
+
+newest_frames = NewestFrames()
+
+
 @dataclass
 class Reading:
     """
@@ -117,12 +150,15 @@ class Reading:
     @cached_property
     def v1(self) -> Frame:
         """Protocol v1's list: the bare array."""
-        return Frame(self.head.version, self.array)
+        return newest_frames.get(self.head, "list", lambda: Frame(self.head.version, self.array))
 
     @cached_property
     def snapshot(self) -> Frame:
         """Protocol v2's whole list, around the array v1 sends (encoded once for both)."""
-        return snapshot_frame(self.head.epoch, self.head.version, self.array)
+        head = self.head
+        return newest_frames.get(
+            head, "snapshot", lambda: snapshot_frame(head.epoch, head.version, self.array)
+        )
 
     def frame_for(self, epoch: str | None, version: int | None) -> Frame | None:
         """
