@@ -17,14 +17,14 @@ from urllib.parse import parse_qs
 from uuid import uuid4
 
 from autobahn.exception import Disconnected
-from channels.db import database_sync_to_async
+from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from rest_framework.exceptions import ValidationError
 
-from . import commands, metrics
+from . import commands, db_threads, metrics
 from .middleware import requester
 from .queries import InvalidQueryError, Query
 from .relay import relay
@@ -88,6 +88,18 @@ class LiveListConsumer(AsyncJsonWebsocketConsumer):
                 raise
         finally:
             relay().discard(self)
+
+    async def dispatch(self, message):
+        """
+        Run the message's handler, without channels' thread hop before it to
+        close old database connections: this consumer's database calls close
+        their own (users.db_threads), and in a reconnect storm every connect
+        queued for that hop on asgiref's one thread.
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def connect(self):
         """Accept the socket and register with the relay, which sends the current list."""
@@ -236,7 +248,7 @@ class UserListConsumer(LiveListConsumer):
         if not await self.may_write():
             return
         try:
-            await database_sync_to_async(commands.create)(requester(self.scope), data)
+            await db_threads.writing(commands.create)(requester(self.scope), data)
         except PermissionDenied:
             await self.send_error("forbidden", "Log in as a user allowed to add users.")
         except ValidationError as exc:
@@ -329,7 +341,7 @@ class UserChangesConsumer(LiveListConsumer):
         if not await self.may_write(**extra):
             return
         try:
-            result = await database_sync_to_async(commands.run)(
+            result = await db_threads.writing(commands.run)(
                 requester(self.scope), self.anonymous_client(), content
             )
         except commands.CommandError as exc:
