@@ -228,24 +228,3 @@ async def test_a_relay_check_cancelled_during_a_redis_command_stops():
                 await asyncio.wait_for(check, 5)
         finally:
             await client.aclose()
-
-
-async def test_a_socket_write_does_not_wait_for_the_relays_read(connect, monkeypatch):
-    writer = await connect(subprotocols=["users.v2"])
-    await writer.receive_from()  # its snapshot
-    read, reading, written = snapshots.read, threading.Event(), threading.Event()
-
-    def read_until_written(**kwargs):
-        reading.set()
-        written.wait(10)  # on the reads' thread: a write queued behind it would wait this out
-        return read(**kwargs)
-
-    monkeypatch.setattr(snapshots, "read", read_until_written)
-    await database_sync_to_async(change_without_broadcast)("Ann")
-    relay.relay().hear(*await database_sync_to_async(snapshots.current_version)())
-    await asyncio.to_thread(reading.wait, 5)
-    await writer.send_json_to({"action": "create", "name": "Bob", "request_id": "r-1"})
-    while (await writer.receive_json_from(timeout=5))["type"] != "ack":
-        pass
-    assert written.is_set() is False, "acknowledged while the read still waited"
-    written.set()

@@ -18,13 +18,14 @@ from uuid import uuid4
 
 from autobahn.exception import Disconnected
 from channels.consumer import get_handler_name
+from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from rest_framework.exceptions import ValidationError
 
-from . import commands, db_threads, metrics
+from . import commands, metrics
 from .middleware import requester
 from .queries import InvalidQueryError, Query
 from .relay import relay
@@ -93,8 +94,8 @@ class LiveListConsumer(AsyncJsonWebsocketConsumer):
         """
         Run the message's handler, without channels' thread hop before it to
         close old database connections: this consumer's database calls close
-        their own (users.db_threads), and in a reconnect storm every connect
-        queued for that hop on asgiref's one thread.
+        their own (channels' database_sync_to_async does), and in a reconnect
+        storm every connect queued for that hop on asgiref's one thread.
         """
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
@@ -248,7 +249,7 @@ class UserListConsumer(LiveListConsumer):
         if not await self.may_write():
             return
         try:
-            await db_threads.writing(commands.create)(requester(self.scope), data)
+            await database_sync_to_async(commands.create)(requester(self.scope), data)
         except PermissionDenied:
             await self.send_error("forbidden", "Log in as a user allowed to add users.")
         except ValidationError as exc:
@@ -341,7 +342,7 @@ class UserChangesConsumer(LiveListConsumer):
         if not await self.may_write(**extra):
             return
         try:
-            result = await db_threads.writing(commands.run)(
+            result = await database_sync_to_async(commands.run)(
                 requester(self.scope), self.anonymous_client(), content
             )
         except commands.CommandError as exc:

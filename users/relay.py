@@ -29,6 +29,7 @@ import weakref
 from contextlib import suppress
 
 from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
@@ -37,7 +38,7 @@ from redis.exceptions import RedisError
 
 from usersite import redis_servers
 
-from . import db_threads, metrics, restores, snapshots, windows
+from . import metrics, restores, snapshots, windows
 
 GROUP = "users"
 CHANGED_EVENT = "users.changed"
@@ -283,7 +284,7 @@ class Relay:
             and socket.holds[1] not in live.held.get(socket.query, {})
         }
         try:
-            reading = await db_threads.reading(snapshots.read)(
+            reading = await database_sync_to_async(snapshots.read)(
                 everyone=everyone,
                 resumes=resumes,
                 also=functools.partial(live.advance, queries=queries, resumes=from_elsewhere),
