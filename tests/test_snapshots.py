@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from tests.helpers import receive_list, wire
 from users import history, services, snapshots
 from users.models import User, UserListVersion, next_version
+from users.routing import SOCKET_PATH
 
 pytestmark = pytest.mark.django_db
 
@@ -144,6 +145,33 @@ async def test_five_hundred_sockets_connecting_at_once_share_a_few_list_reads(co
         assert len(await receive_list(socket)) == 1
     print(f"500 connects read the list {len(reads)} times")
     assert len(reads) <= 10
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_sockets_resuming_one_after_another_from_one_version_cost_one_read(
+    connect, monkeypatch
+):
+    await database_sync_to_async(services.user_create)(name="Ann")
+    held = await database_sync_to_async(snapshots.current_version)()
+    await database_sync_to_async(services.user_create)(name="Bob")
+    reads = []
+    read = snapshots.read
+
+    def counted_read(**kwargs):
+        reads.append(kwargs)
+        return read(**kwargs)
+
+    monkeypatch.setattr(snapshots, "read", counted_read)
+    resume = f"?epoch={held[0]}&version={held[1]}"
+    for _ in range(5):  # each after the last has its frame: a refresh each
+        socket = await connect(f"{SOCKET_PATH}{resume}", subprotocols=["users.v2"])
+        frame = json.loads(await socket.receive_from())
+        assert (frame["type"], frame["from"], [u["name"] for u in frame["upserted"]]) == (
+            "changes",
+            held[1],
+            ["Bob"],
+        )
+    assert len(reads) == 1, reads
 
 
 def test_a_deleted_id_that_a_user_holds_again_is_only_upserted():

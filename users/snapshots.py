@@ -116,14 +116,21 @@ class NewestFrames:
         self.version: tuple[str, int] | None = None
         self.frames: dict[str, Frame] = {}
 
-    def get(self, head: Head, kind: str, build: Callable[[], Frame]) -> Frame:
+    def get(self, head: Head, kind, build: Callable[[], Frame | None]) -> Frame | None:
+        """The frame ``kind`` at ``head``: kept, or built now and kept (unless None)."""
         version = (head.epoch, head.version)
         if version != self.version:
             self.version, self.frames = version, {}
         frame = self.frames.get(kind)
         if frame is None:
-            frame = self.frames[kind] = build()
+            frame = build()
+            if frame is not None:
+                self.frames[kind] = frame
         return frame
+
+    def at(self, epoch: str, version: int) -> dict | None:
+        """The frames kept for ``version`` of ``epoch``, by kind; None if it is not the one kept."""
+        return self.frames if self.version == (epoch, version) else None
 
 
 newest_frames = NewestFrames()
@@ -165,8 +172,15 @@ class Reading:
         The frame that brings a client holding ``version`` of ``epoch`` to the head.
 
         A change set where the history reaches back and it is smaller than the
-        list, else the snapshot; None when this reading holds neither.
+        list, else the snapshot; None when this reading holds neither. Kept
+        with the newest version's frames (``NewestFrames``, ``("for", epoch,
+        version)``), so that the relay can offer it again without a read.
         """
+        return newest_frames.get(
+            self.head, ("for", epoch, version), lambda: self._frame_for(epoch, version)
+        )
+
+    def _frame_for(self, epoch: str | None, version: int | None) -> Frame | None:
         resumable = self.head.can_resume(epoch, version)
         if resumable and self.since is not None and version >= self.since:
             return self.changes(version)
