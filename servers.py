@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parent
 ASGI_APP = "usersite.asgi:application"
 SOCKET_PATH = "/api/v1/users/ws"  # users.sockets.routing serves the live list there
 
-# The production server is uvicorn: its websockets-sansio protocol makes a send
+# The production server is uvicorn: its websockets-sansio protocol (as
+# usersite.websocket_protocol extends it, to share a frame's bytes) makes a send
 # wait while the client's TCP buffer is full, which lets a consumer drop stale
 # lists for a slow client and close it (daphne buffers without bound,
 # django/daphne#170). Incoming messages are capped at 1 MiB on both servers
@@ -41,7 +42,8 @@ MAX_MESSAGE_BYTES = str(1024 * 1024)
 COMMANDS = {
     "uvicorn": [
         "-m", "uvicorn", "{app}", "--host", "{host}", "--port", "{port}",
-        "--ws", "websockets-sansio", "--ws-max-size", MAX_MESSAGE_BYTES,
+        "--ws", "usersite.websocket_protocol:SharedTextProtocol",
+        "--ws-max-size", MAX_MESSAGE_BYTES,
         "--ws-per-message-deflate", "false", "--no-access-log",
         "--limit-concurrency", "{max_connections}",
     ],

@@ -19,6 +19,7 @@ from django.conf import settings as django_settings
 from django.core.cache import cache
 from django.db import connections
 
+from users.live import snapshots
 from users.live.snapshots import VERSION_ROW
 from users.models import UserListVersion
 from users.sockets.routing import SOCKET_PATH
@@ -132,6 +133,15 @@ def list_version_row(request):
     if request.node.get_closest_marker("django_db"):
         request.getfixturevalue("db")
         UserListVersion.objects.get_or_create(pk=VERSION_ROW)
+
+
+@pytest.fixture(autouse=True)
+def no_frames_of_another_test():
+    """
+    Forget the list frames that a test encoded: the next test's database starts
+    again at the same epoch and version with other users, which a deployment's never does.
+    """
+    snapshots.newest_frames.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -6,11 +6,14 @@ from channels.db import database_sync_to_async
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.helpers import receive_list, wire
 from users import services
 from users.live import history, snapshots
 from users.models import User, UserListVersion, next_version
+from users.sockets.routing import SOCKET_PATH
 
 pytestmark = pytest.mark.django_db
 
@@ -145,9 +148,78 @@ async def test_five_hundred_sockets_connecting_at_once_share_a_few_list_reads(co
     assert len(reads) <= 10
 
 
+@pytest.mark.django_db(transaction=True)
+async def test_sockets_resuming_one_after_another_from_one_version_cost_one_read(
+    connect, monkeypatch
+):
+    await database_sync_to_async(services.user_create)(name="Ann")
+    held = await database_sync_to_async(snapshots.current_version)()
+    await database_sync_to_async(services.user_create)(name="Bob")
+    reads = []
+    read = snapshots.read
+
+    def counted_read(**kwargs):
+        reads.append(kwargs)
+        return read(**kwargs)
+
+    monkeypatch.setattr(snapshots, "read", counted_read)
+    resume = f"?epoch={held[0]}&version={held[1]}"
+    for _ in range(5):  # each after the last has its frame: a refresh each
+        socket = await connect(f"{SOCKET_PATH}{resume}", subprotocols=["users.v2"])
+        frame = json.loads(await socket.receive_from())
+        assert (frame["type"], frame["from"], [u["name"] for u in frame["upserted"]]) == (
+            "changes",
+            held[1],
+            ["Bob"],
+        )
+    assert len(reads) == 1, reads
+
+
 def test_a_deleted_id_that_a_user_holds_again_is_only_upserted():
     ann = services.user_create(name="Ann")  # version 1
     services.user_delete(ann)  # 2
     again = User.objects.create(id=ann.pk, name="Ann again")  # 3: ORM code naming the id
     frame = changes(1)
     assert (frame["upserted"], frame["deleted"]) == ([wire(again)], [])
+
+
+# What v1's clients were sent before the frames were encoded with orjson.
+def stdlib_dump(value) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+TRICKY_NAMES = [
+    'Zoë "Q" \\ Ünal',
+    "山田 太郎 😀",
+    "tab\tnew\nline\r\x08\x0c",
+    "\x01\x1f\x7f",
+    "\u2028\u2029",
+]
+
+
+def test_v1_lists_are_the_bytes_the_standard_library_encoded():
+    for name in TRICKY_NAMES:
+        User.objects.create(name=name, email=f"{len(name)}@example.org")
+    services.user_create(name="Ann")
+    reading = snapshots.read(everyone=True)
+    assert reading.v1.text == stdlib_dump([wire(user) for user in User.objects.order_by("id")])
+    assert reading.snapshot.text == stdlib_dump(
+        {"type": "snapshot", "epoch": epoch(), "version": 6, "users": json.loads(reading.v1.text)}
+    )
+
+
+@given(
+    st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers(-(2**63), 2**63 - 1)
+        | st.text(st.characters(exclude_categories=["Cs"])),
+        lambda inner: (
+            st.lists(inner)
+            | st.dictionaries(st.text(st.characters(exclude_categories=["Cs"])), inner)
+        ),
+        max_leaves=20,
+    )
+)
+def test_every_frame_is_encoded_as_the_standard_library_would(value):
+    assert snapshots.dump(value) == stdlib_dump(value)

@@ -10,6 +10,7 @@ from rest_framework.authtoken.models import Token
 from tests.helpers import amake_account, next_frame_brings_a_new_user, receive_list, wire
 from users import services
 from users.models import User, UserListVersion
+from users.sockets.consumers import SHARED_UTF8
 from users.sockets.routing import SOCKET_PATH
 from usersite.asgi import application
 
@@ -321,3 +322,20 @@ async def test_anonymous_sockets_keep_their_request_ids_apart_unless_they_name_o
     assert ids[0] != ids[1] != ids[2], "anonymous clients got each other's answer"
     assert ids[3] == ids[2], "a client's retry on another connection wrote again"
     assert await User.objects.acount() == 3
+
+
+async def test_sockets_sent_the_same_list_share_one_copy_of_its_bytes():
+    """Where the server takes UTF-8 bytes (usersite.websocket_protocol), all get the same."""
+    await database_sync_to_async(services.user_create)(name="Zoë 山田")
+    sent = []
+    for extensions in [{SHARED_UTF8: {}}] * 3 + [{}]:  # one after another: a refresh each
+        communicator = WebsocketCommunicator(application, SOCKET_PATH, subprotocols=V2)
+        communicator.scope["extensions"] = extensions
+        assert (await communicator.connect(timeout=5))[0]
+        sent.append(await communicator.receive_output(timeout=3))
+        await communicator.disconnect()
+    *shared, plain = sent
+    assert json.loads(shared[0]["text"])["type"] == "snapshot"
+    assert shared[0][SHARED_UTF8] == shared[0]["text"].encode()
+    assert all(message[SHARED_UTF8] is shared[0][SHARED_UTF8] for message in shared)
+    assert plain == {"type": "websocket.send", "text": shared[0]["text"]}, "no extension, no bytes"

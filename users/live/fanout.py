@@ -63,7 +63,7 @@ class Fanout:
         of live queries.
         """
         stale = self.stale_sockets()
-        if not stale:
+        if not stale or self.offer_kept_frames(stale):
             return
         started = time.perf_counter()
         whole = [socket for socket in stale if socket.query is None]
@@ -107,6 +107,26 @@ class Fanout:
         if live.current:  # without live queries, no walk over every socket
             live.keep(self.sockets)
         metrics.FANOUT_DURATION.observe(time.perf_counter() - started)
+
+    def offer_kept_frames(self, stale: list[Subscriber]) -> bool:
+        """
+        Offer each stale socket a frame kept from an earlier read of the newest
+        version learnt of (users.live.snapshots.NewestFrames), if every one has
+        one: in a reconnect storm, sockets that hold a version already served
+        cost no read. False, offering nothing, when a read is needed.
+        """
+        kept = snapshots.newest_frames.at(self.known_epoch, self.known_version)
+        if kept is None or self.live.current:
+            return False
+        frames = []
+        for socket in stale:
+            kind = "list" if socket.protocol == 1 else ("for", *socket.list_at)
+            if socket.query is not None or kind not in kept:
+                return False
+            frames.append(kept[kind])
+        for socket, frame in zip(stale, frames, strict=True):
+            socket.offer(frame)
+        return True
 
     def offer_window(self, socket: Subscriber, resumed: dict, frames: dict) -> None:
         """Offer a socket of a live query what changed in its window, if anything did."""

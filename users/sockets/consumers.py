@@ -17,6 +17,7 @@ from urllib.parse import parse_qs
 from uuid import uuid4
 
 from autobahn.exception import Disconnected
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -35,6 +36,9 @@ ADD_USER_COMMAND = "__addUser__"
 QUERY_ACTION = "query"
 CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")  # a v2 client's own random name
 CREATE_ACTION = "create"
+# An ASGI extension of the project's uvicorn protocol: a text send may carry
+# its UTF-8 bytes (usersite.websocket_protocol).
+SHARED_UTF8 = "usersite.utf8"
 
 # What a send to a client that has left raises: uvicorn's ClientDisconnected is
 # an OSError, daphne's (runserver's) is autobahn's Disconnected. Its disconnect
@@ -86,6 +90,18 @@ class LiveListConsumer(AsyncJsonWebsocketConsumer):
                 raise
         finally:
             relay().discard(self)
+
+    async def dispatch(self, message):
+        """
+        Run the message's handler, without channels' thread hop before it to
+        close old database connections: this consumer's database calls close
+        their own (channels' database_sync_to_async does), and in a reconnect
+        storm every connect queued for that hop on asgiref's one thread.
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def connect(self):
         """Accept the socket and register with the relay, which sends the current list."""
@@ -144,7 +160,7 @@ class LiveListConsumer(AsyncJsonWebsocketConsumer):
                 frame, self.unsent = self.unsent, None
                 self.handing(frame)
                 self.sending_since = loop.time()
-                await self.send(text_data=frame.text)
+                await self.send_frame(frame)
                 self.sending_since = None
                 metrics.frame_sent(self.protocol, frame.kind)
         except CLIENT_GONE:
@@ -154,6 +170,17 @@ class LiveListConsumer(AsyncJsonWebsocketConsumer):
             self.end()
         finally:
             self.sender = None
+
+    async def send_frame(self, frame: Frame) -> None:
+        """
+        Send a list frame; with its UTF-8 bytes where the server takes them, so
+        that every socket's send of it shares those bytes rather than holding a
+        copy while the client is slow (usersite.websocket_protocol).
+        """
+        message = {"type": "websocket.send", "text": frame.text}
+        if SHARED_UTF8 in (self.scope.get("extensions") or ()):
+            message[SHARED_UTF8] = frame.utf8
+        await self.base_send(message)
 
     def handing(self, frame: Frame) -> None:
         """Note that ``frame`` goes to the transport now: the client will hold its list."""

@@ -1,0 +1,67 @@
+"""
+uvicorn's websockets-sansio protocol, writing a frame's text shared by every socket sent it.
+
+uvicorn encodes a text frame's ``str`` to UTF-8 and builds the whole frame as
+new bytes for each socket; a socket whose client reads slowly keeps those
+bytes in its transport's buffer, so a multi-megabyte list sent to many slow
+clients was held once per socket. This protocol offers an ASGI extension,
+``usersite.utf8`` in the scope's ``extensions``: a ``websocket.send`` message
+may then carry its text's UTF-8 bytes under that key too (the same bytes
+object for every socket: users.sockets.consumers sends users.live.snapshots' frames so),
+and the protocol writes the frame's few header bytes and those bytes as they
+are. uvloop's transport keeps a reference to what it cannot send yet, not a
+copy (asyncio's own loop copies into its buffer).
+servers.py runs uvicorn with it (``--ws usersite.websocket_protocol:SharedTextProtocol``).
+"""
+
+import struct
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.protocol import State
+
+# The extension's name, and the key of the bytes in a websocket.send message.
+UTF8_KEY = "usersite.utf8"
+NO_OPTIONS = {}  # the extension's entry in every scope: one shared dict, never changed
+
+FIN_TEXT = 0x81  # a final frame, opcode text; a server's frames are not masked
+
+
+def text_header(length: int) -> bytes:
+    """The header of a server's final text frame of ``length`` bytes (RFC 6455, 5.2)."""
+    if length < 126:
+        return struct.pack("!BB", FIN_TEXT, length)
+    if length < 1 << 16:
+        return struct.pack("!BBH", FIN_TEXT, 126, length)
+    return struct.pack("!BBQ", FIN_TEXT, 127, length)
+
+
+class SharedTextProtocol(WebSocketsSansIOProtocol):
+    """Send a text frame from the bytes the application gave, when it gave them."""
+
+    async def run_asgi(self) -> None:
+        self.scope["extensions"][UTF8_KEY] = NO_OPTIONS
+        await super().run_asgi()
+
+    async def send(self, message) -> None:
+        utf8 = message.get(UTF8_KEY) if message["type"] == "websocket.send" else None
+        if utf8 is None:
+            await super().send(message)
+            return
+        await self.writable.wait()
+        if self.open_without_extensions():
+            self.transport.write(text_header(len(utf8)))
+            self.transport.write(utf8)
+        else:
+            # Not open (the parent raises what the application expects), or
+            # with an extension such as deflate: the parent's way.
+            await super().send(message)
+
+    def open_without_extensions(self) -> bool:
+        return (
+            self.handshake_complete
+            and not self.disconnected
+            and not self.close_sent
+            and self.initial_response is None
+            and self.conn.state is State.OPEN
+            and not self.conn.extensions
+        )
