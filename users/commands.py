@@ -13,20 +13,16 @@ from collections.abc import Callable
 
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError, InterfaceError, OperationalError, transaction
+from django.db import IntegrityError, transaction
 from rest_framework.exceptions import NotFound, ValidationError
 
 from . import services
 from .models import MAX_ID, TEXT_VALIDATORS, CommandReceipt, User, parse_user_id
+from .outages import DATABASE_UNREACHABLE
 from .permissions import may_write
 from .serializers import UserSerializer
 
 MAX_REQUEST_ID_LENGTH = 64
-
-# What a database that is down, restarting or cut off raises (a lost connection,
-# a pool with none to give, a deadlock or a cancelled statement): the
-# transaction did not commit, or did without its answer reaching us.
-DATABASE_UNREACHABLE = (OperationalError, InterfaceError)
 
 logger = logging.getLogger(__name__)
 

@@ -39,6 +39,7 @@ from redis.exceptions import RedisError
 from usersite import redis_servers
 
 from . import metrics, restores, snapshots, windows
+from .outages import DATABASE_UNREACHABLE, Outage
 
 GROUP = "users"
 CHANGED_EVENT = "users.changed"
@@ -51,6 +52,13 @@ OUTAGE_RETRY_INTERVAL = 0.1  # seconds between attempts to reach a layer that is
 FAILURE_RETRY_FIRST, FAILURE_RETRY_MAX = 0.1, 10.0  # backoff after any other failure
 
 logger = logging.getLogger(__name__)
+
+# A Redis outage fails every publish until it ends: logged once (users.outages).
+PUBLISHING = Outage(
+    logger,
+    "Could not publish the users list; the relays catch up once the channel layer is back",
+    "Publishing the users list works again",
+)
 
 
 def record_change(sender, *, epoch: str, version: int, **kwargs) -> None:
@@ -88,11 +96,15 @@ async def publish_now(epoch: str, version: int) -> None:
     committed_at = metrics.publish_clock.take()
     try:
         await send_to_group(epoch, version)
+    except LAYER_ERRORS as exc:
+        PUBLISHING.failed(exc)
+        metrics.PUBLISH_FAILURES.inc()
     except Exception:
         # The relays' catch-up finds the version once the cause is gone.
         logger.exception("Could not publish the users list")
         metrics.PUBLISH_FAILURES.inc()
     else:
+        PUBLISHING.worked()
         metrics.publish_clock.published(committed_at)
         logger.debug("Published users list version %s", version)
 
@@ -168,6 +180,11 @@ class Relay:
         self.joined_once = asyncio.Event()
         self.known_epoch, self.known_version = "", 0  # the newest version heard of
         self.committed_at_last_check: tuple[str, int] | None = None
+        self.database = Outage(
+            logger,
+            "The relay cannot reach the database; sockets wait until it is back",
+            "The relay reaches the database again",
+        )
 
     async def add(self, socket) -> None:
         """
@@ -233,6 +250,7 @@ class Relay:
                 known = (known[0], await restores.record(client, *known))
             stop_if_cancelled()
         committed = await acurrent_version()
+        self.database.worked()
         if restores.went_back(known, committed):
             await restores.start_new_epoch(known, committed)
             committed = await acurrent_version()
@@ -289,9 +307,13 @@ class Relay:
                 resumes=resumes,
                 also=functools.partial(live.advance, queries=queries, resumes=from_elsewhere),
             )
+        except DATABASE_UNREACHABLE as exc:
+            self.database.failed(exc)  # the next check tries again
+            return
         except Exception:
             logger.exception("Could not read the users list; the next check tries again")
             return
+        self.database.worked()
         self.hear(reading.head.epoch, reading.head.version)
         frames = {}
         for socket in self.stale_sockets():
@@ -339,7 +361,9 @@ class Relay:
                 await job()
             except Exception as exc:
                 stop_if_cancelled()  # a cancellation that redis-py reported as a failure
-                if isinstance(exc, LAYER_ERRORS):
+                if isinstance(exc, DATABASE_UNREACHABLE):
+                    self.database.failed(exc)  # an outage, logged once; try again soon
+                if isinstance(exc, LAYER_ERRORS + DATABASE_UNREACHABLE):
                     # An outage: watch() reports it once; try again soon, quietly.
                     logger.debug("The relay's %s waits for the layer: %s", job.__name__, exc)
                     await asyncio.sleep(OUTAGE_RETRY_INTERVAL)
