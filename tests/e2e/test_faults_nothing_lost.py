@@ -275,3 +275,66 @@ async def test_acknowledged_writes_survive_a_kill_a_redis_restart_and_a_postgres
             for task in tasks:
                 task.cancel()
     assert writers.acked, "no write was acknowledged"
+
+
+async def test_a_client_cut_every_2_s_gets_every_change_and_every_command_once(cluster):
+    seconds = float(os.environ.get("USERSITE_DROP_SECONDS", "12"))
+    ports = [server.port for server in cluster.servers]
+    marks = log_marks(cluster.servers)
+    async with (
+        Balancer(ports) as steady,
+        Balancer(ports) as dropping,
+        AsyncExitStack() as stack,
+    ):
+        others = Writers(steady.ws_url, 1, "elsewhere")  # the changes the client must get
+        client = Follower(dropping.ws_url)
+        for live in [*others.lives, client.live]:
+            await stack.enter_async_context(live)
+        following = asyncio.create_task(client.follow())
+        others.running.set()
+        writing = asyncio.create_task(others.write(0))
+        commands, cuts = {}, 0
+        deadline = time.monotonic() + seconds
+        next_cut = time.monotonic() + CUT_EVERY
+
+        async def cut_every_2_s():
+            nonlocal cuts, next_cut
+            while True:
+                await asyncio.sleep(next_cut - time.monotonic())
+                dropping.cut()
+                cuts += 1
+                next_cut += CUT_EVERY
+
+        cutting = asyncio.create_task(cut_every_2_s())
+        try:
+            for number in itertools.count():
+                if time.monotonic() > deadline:
+                    break
+                name = f"dropped {number}"
+                created = await client.live.create(name=name)
+                renamed = await client.live.update(created["id"], name=f"{name} renamed")
+                commands[created["id"]] = renamed
+            cutting.cancel()
+            await others.pause()
+            users = await asyncio.to_thread(database_users, cluster.postgres)
+            async with asyncio.timeout(CONVERGENCE_TIMEOUT):
+                await client.holds(users)
+        finally:
+            for task in (following, writing, cutting):
+                task.cancel()
+
+    for user_id, renamed in commands.items():
+        assert users.get(user_id) == renamed, f"command on user {user_id} not applied"
+    names = [user["name"] for user in users.values()]
+    dropped = [name for name in names if name.startswith("dropped ")]
+    assert sorted(dropped) == sorted(user["name"] for user in commands.values())
+    check_writes(users, others)
+    snapshots = sum(update.snapshot for update in client.updates)
+    assert snapshots == 1, "a reconnection did not resume: it started over from a snapshot"
+    assert cuts >= seconds // CUT_EVERY - 1
+    check_logs(cluster.servers, marks)
+    print(
+        f"drop test: {cuts} cuts in {seconds:g} s; {2 * len(commands)} commands acknowledged "
+        f"and applied once; {len(client.updates) - 1} change sets followed, "
+        f"{len(others.acked)} writes elsewhere all held; through {dropping.connections} connections"
+    )
