@@ -6,7 +6,8 @@ PostgreSQL and a Redis of the test's own, with 200 protocol v2 clients
 One fault at a time (``kill -9`` of a process and its restart, a Redis
 restart, ``pg_ctl restart``); after each, every acknowledged write is in the
 database once, no refused write is there, every client holds the database's
-list within 10 s, and the servers logged no traceback. The drop test cuts one
+list within 10 s, and the servers logged no traceback; then the same through
+a Redis Sentinel failover. The drop test cuts one
 client's connection every 2 s while it writes (USERSITE_DROP_SECONDS, 12 by
 default; 60 as docs/reliability.md ran it). Figures: docs/reliability.md.
 """
@@ -14,12 +15,14 @@ default; 60 as docs/reliability.md ran it). Figures: docs/reliability.md.
 import asyncio
 import itertools
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, contextmanager
+from pathlib import Path
 from types import SimpleNamespace
 
 import psycopg
@@ -31,6 +34,7 @@ from servers import NO_WRITE_LIMITS, ROOT, ServerProcess, free_port
 from tests.e2e import own_postgres
 from tests.e2e.balancer import Balancer
 from tests.e2e.conftest import RedisServer
+from tests.e2e.test_sentinel import SentinelSet
 
 CLIENTS = 200
 WRITERS = 3
@@ -54,46 +58,82 @@ def reconnecting() -> Backoff:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """A PostgreSQL, a Redis and two uvicorn processes, all the test's own."""
+def postgres():
+    """A PostgreSQL of the module's own, which a test may restart."""
     problem = own_postgres.missing()
     if problem is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI, but this test {problem}")
-        pytest.skip(problem)
-    folder = tmp_path_factory.mktemp("faults")
-    postgres = own_postgres.PostgresServer().start()
-    redis = RedisServer(folder)
+        skip_or_fail(problem)
+    server = own_postgres.PostgresServer().start()
+    yield server
+    server.stop()
+
+
+def skip_or_fail(problem: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"CI, but this test {problem}")
+    pytest.skip(problem)
+
+
+@contextmanager
+def servers_on(postgres, folder: Path, database: str, redis_env: dict):
+    """Two uvicorn processes on a new database of ``postgres`` and the Redis ``redis_env`` names."""
+    with psycopg.connect(postgres.url(), autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {database}")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("REDIS_SENTINEL")},
+        **NO_WRITE_LIMITS,
+        **redis_env,
+        "DATABASE_URL": postgres.url(database),
+        "DEBUG": "true",
+        "USERS_ANONYMOUS_WRITES": "true",
+        "PYTHONUNBUFFERED": "1",
+    }
+    migrate = [sys.executable, "manage.py", "migrate", "--noinput", "-v0"]
+    subprocess.run(migrate, cwd=ROOT, env=env, check=True)
     servers = []
+    for _ in range(2):
+        port = free_port()
+        log = folder / f"uvicorn-{port}.log"
+        servers.append(ServerProcess(sys.executable, "uvicorn", port, env, log))
     try:
-        with psycopg.connect(postgres.url(), autocommit=True) as admin:
-            admin.execute("CREATE DATABASE usersite")
-        redis.start()
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("REDIS_SENTINEL")},
-            **NO_WRITE_LIMITS,
-            "DATABASE_URL": postgres.url("usersite"),
-            "REDIS_URL": redis.url,
-            "DEBUG": "true",
-            "USERS_ANONYMOUS_WRITES": "true",
-            "PYTHONUNBUFFERED": "1",
-        }
-        migrate = [sys.executable, "manage.py", "migrate", "--noinput", "-v0"]
-        subprocess.run(migrate, cwd=ROOT, env=env, check=True)
-        for _ in range(2):
-            port = free_port()
-            servers.append(
-                ServerProcess(sys.executable, "uvicorn", port, env, folder / f"uvicorn-{port}.log")
-            )
         with ThreadPoolExecutor(len(servers)) as pool:
             list(pool.map(ServerProcess.start, servers))
-        yield SimpleNamespace(postgres=postgres, redis=redis, servers=servers)
+        yield servers
     finally:
         for server in servers:
             server.stop()
-        if redis.process is not None and redis.process.poll() is None:
+
+
+@pytest.fixture(scope="module")
+def cluster(postgres, tmp_path_factory):
+    """Two uvicorn processes on the module's PostgreSQL and a Redis of their own."""
+    folder = tmp_path_factory.mktemp("faults")
+    redis = RedisServer(folder)
+    redis.start()
+    try:
+        with servers_on(postgres, folder, "usersite", {"REDIS_URL": redis.url}) as servers:
+            yield SimpleNamespace(
+                postgres=postgres, redis=redis, servers=servers, database="usersite"
+            )
+    finally:
+        if redis.process.poll() is None:
             redis.stop()
-        postgres.stop()
+
+
+@pytest.fixture
+def sentinel_cluster(postgres, tmp_path):
+    """Two uvicorn processes on Redis Sentinel (a primary, a replica, three sentinels)."""
+    missing = [p for p in ("redis-server", "redis-sentinel") if shutil.which(p) is None]
+    if missing:
+        skip_or_fail(f"needs {' and '.join(missing)} (Debian's redis-server, redis-sentinel)")
+    sentinels = SentinelSet(tmp_path)
+    try:
+        with servers_on(postgres, tmp_path, "sentinel", sentinels.environment()) as servers:
+            yield SimpleNamespace(
+                postgres=postgres, sentinels=sentinels, servers=servers, database="sentinel"
+            )
+    finally:
+        sentinels.stop()
 
 
 class Follower:
@@ -161,9 +201,9 @@ class Writers:
                 await idle.wait()
 
 
-def database_users(postgres) -> dict:
+def database_users(cluster) -> dict:
     """Every user as the database holds it, in the wire's shape, by id."""
-    with psycopg.connect(postgres.url("usersite")) as conn:
+    with psycopg.connect(cluster.postgres.url(cluster.database)) as conn:
         rows = conn.execute("SELECT id, name, email FROM users_user").fetchall()
     return {str(id): {"id": str(id), "name": name, "email": email} for id, name, email in rows}
 
@@ -220,14 +260,33 @@ async def restart_postgres(cluster) -> None:
     await asyncio.to_thread(cluster.postgres.restart)
 
 
-FAULTS = {
-    "kill -9 of a process, and its restart": kill_and_restart,
-    "a Redis restart": restart_redis,
-    "pg_ctl restart": restart_postgres,
-}
+async def fail_over(cluster) -> None:
+    """kill -9 of the Redis primary; the sentinels promote the replica."""
+    sentinels = cluster.sentinels
+    old_primary = await asyncio.to_thread(sentinels.primary_port)
+    sentinels.primary.stop(signal.SIGKILL)
+    async with asyncio.timeout(30):
+        while await asyncio.to_thread(sentinels.primary_port) == old_primary:
+            await asyncio.sleep(0.1)
 
 
 async def test_acknowledged_writes_survive_a_kill_a_redis_restart_and_a_postgres_restart(cluster):
+    await survive(
+        cluster,
+        {
+            "kill -9 of a process, and its restart": kill_and_restart,
+            "a Redis restart": restart_redis,
+            "pg_ctl restart": restart_postgres,
+        },
+    )
+
+
+async def test_acknowledged_writes_survive_a_sentinel_failover(sentinel_cluster):
+    await survive(sentinel_cluster, {"a Sentinel failover": fail_over})
+
+
+async def survive(cluster, faults: dict) -> None:
+    """Cause each of ``faults`` in turn under clients and writers; check that nothing was lost."""
     ports = [server.port for server in cluster.servers]
     async with Balancer(ports) as balancer, AsyncExitStack() as stack:
         followers = [Follower(balancer.ws_url) for _ in range(CLIENTS)]
@@ -239,7 +298,7 @@ async def test_acknowledged_writes_survive_a_kill_a_redis_restart_and_a_postgres
         tasks += [asyncio.create_task(writers.write(index)) for index in range(WRITERS)]
         try:
             await writers.wait_for_acks(WRITES_AFTER_A_FAULT)
-            for fault, cause in FAULTS.items():
+            for fault, cause in faults.items():
                 marks = log_marks(cluster.servers)
                 acked, refused = len(writers.acked), len(writers.refused)
                 connections = balancer.connections
@@ -247,7 +306,7 @@ async def test_acknowledged_writes_survive_a_kill_a_redis_restart_and_a_postgres
                 await cause(cluster)
                 await writers.wait_for_acks(WRITES_AFTER_A_FAULT)
                 await writers.pause()
-                users = await asyncio.to_thread(database_users, cluster.postgres)
+                users = await asyncio.to_thread(database_users, cluster)
                 check_writes(users, writers)
                 paused = time.monotonic()
                 try:
@@ -316,7 +375,7 @@ async def test_a_client_cut_every_2_s_gets_every_change_and_every_command_once(c
                 commands[created["id"]] = renamed
             cutting.cancel()
             await others.pause()
-            users = await asyncio.to_thread(database_users, cluster.postgres)
+            users = await asyncio.to_thread(database_users, cluster)
             async with asyncio.timeout(CONVERGENCE_TIMEOUT):
                 await client.holds(users)
         finally:
