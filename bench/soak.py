@@ -9,14 +9,14 @@ watching what would grow if something leaked.
 Two uvicorn processes (the deployment's command, servers.py) on PostgreSQL and
 channels-redis; --sockets v2 sockets (2,000) spread over them, which read every
 frame; each second --churn of them (20) close and as many new ones connect;
---writes socket commands a second (10) from one writer socket, each sent at its
-time (open loop) and acknowledged: creates, renames and deletes in turn, so the
-list stays about the same size. The sockets run in --client-processes (2), the
-writer and the measurements in this one. Every --sample seconds (30) it prints
-each server process's RSS and open file descriptors, the Redis database's keys,
-and the rows of users, tombstones and receipts, with those older than the
-history window (USERS_HISTORY_SECONDS) and the housekeeper's sweep period: what
-it should have forgotten. The summary compares the first sample after
+--writes socket commands a second (10) from --writers sockets (5), each sent
+at its time (open loop) and acknowledged: creates, renames and deletes in turn,
+so the list stays about the same size. The sockets run in --client-processes
+(2), the writers and the measurements in this one. Every --sample seconds (30)
+it prints each server process's RSS and open file descriptors, the Redis
+database's keys, and the rows of users, tombstones and receipts, with those
+older than the history window (USERS_HISTORY_SECONDS) and the housekeeper's
+sweep period: what it should have forgotten. The summary compares the first sample after
 --warm-up seconds (60) with the last.
 
 The database is a fresh one on --postgres-url's server (dropped at the end), or
@@ -52,7 +52,7 @@ from servers import NO_WRITE_LIMITS, ServerProcess, free_port  # noqa: E402
 
 NOT_PASSED = {"DJANGO_SETTINGS_MODULE", "REDIS_SENTINELS", "REDIS_SENTINEL_MASTER"}
 V2 = ["users.v2"]
-KEEP_USERS = 100  # the writer creates this many before it deletes any
+KEEP_USERS = 20  # each writer creates this many before it deletes any
 # Expired history waits for the housekeeper's next sweep, once a minute
 # (users.housekeeping.FORGET_INTERVAL): only rows older than that count as left over.
 SWEEP_PERIOD = 60
@@ -143,7 +143,7 @@ def client_process(ws_urls: list[str], target: int, per_second: int, counters) -
 
 class Writer:
     """
-    One socket sending --writes commands a second, each at its time whatever
+    One socket sending commands at a steady rate, each at its time whatever
     the answers to earlier ones (open loop): create, rename, delete (once it
     has KEEP_USERS users; before, another create).
     """
@@ -237,7 +237,7 @@ def rows(database_url: str, window: int) -> dict:
         }
 
 
-def sample(elapsed: float, processes, redis_client, database_url, window, shares, writer) -> dict:
+def sample(elapsed: float, processes, redis_client, database_url, window, shares, writers) -> dict:
     return {
         "t": round(elapsed),
         "rss_mib": [round(p.memory_info().rss / 2**20, 1) for p in processes],
@@ -245,9 +245,9 @@ def sample(elapsed: float, processes, redis_client, database_url, window, shares
         "redis_keys": redis_client.dbsize(),
         **rows(database_url, window),
         **{name: sum(share[i] for share in shares) for i, name in enumerate(COUNTERS)},
-        "acked": writer.acked,
-        "errors": writer.errors,
-        "writer_reconnects": writer.reconnects,
+        "acked": sum(writer.acked for writer in writers),
+        "errors": sum(writer.errors for writer in writers),
+        "writer_reconnects": sum(writer.reconnects for writer in writers),
     }
 
 
@@ -290,8 +290,11 @@ async def soak(args) -> list[dict]:
         for client in clients:
             client.start()
             stack.callback(client.terminate)
-        writer = Writer(servers[0].ws_url)
-        tasks = [asyncio.create_task(writer.run(args.writes))]
+        # A socket's commands are carried out one after another: a few writers,
+        # so that the rate holds when a write takes longer than its share of a second.
+        writers = [Writer(servers[i % len(servers)].ws_url) for i in range(args.writers)]
+        rate = args.writes / args.writers
+        tasks = [asyncio.create_task(writer.run(rate)) for writer in writers]
         samples = []
         started = time.monotonic()
         try:
@@ -303,7 +306,7 @@ async def soak(args) -> list[dict]:
                 if dead := [client.exitcode for client in clients if not client.is_alive()]:
                     raise RuntimeError(f"a client process ended ({dead})")
                 now = time.monotonic() - started
-                state = (processes, redis_client, database_url, window, shares, writer)
+                state = (processes, redis_client, database_url, window, shares, writers)
                 samples.append(await asyncio.to_thread(sample, now, *state))
                 print(json.dumps(samples[-1]), flush=True)
         finally:
@@ -353,6 +356,7 @@ def main() -> None:
     parser.add_argument("--sockets", type=int, default=2000, help="(2000)")
     parser.add_argument("--churn", type=int, default=20, help="connects and disconnects/s (20)")
     parser.add_argument("--writes", type=float, default=10.0, help="socket commands/s (10)")
+    parser.add_argument("--writers", type=int, default=5, help="sockets sending them (5)")
     parser.add_argument("--processes", type=int, default=2, help="server processes (2)")
     parser.add_argument(
         "--client-processes", type=int, default=2, help="processes the sockets run in (2)"
