@@ -81,7 +81,11 @@ class Database:
 
     async def terminate_the_stalled_writer(self) -> None:
         """Wait until a write sleeps in the stalling trigger, then cut its connection."""
-        query = "SELECT pid FROM pg_stat_activity WHERE wait_event = 'PgSleep'"
+        # This database's only: the server is shared with other tests and other work.
+        query = (
+            "SELECT pid FROM pg_stat_activity "
+            "WHERE wait_event = 'PgSleep' AND datname = current_database()"
+        )
         async with asyncio.timeout(10):
             # PostgreSQL tells no one that a backend began to wait: ask it.
             while not (stalled := self.conn.execute(query).fetchall()):  # noqa: ASYNC110
