@@ -13,10 +13,15 @@ import logging
 
 import psycopg
 import pytest
+from asgiref.testing import ApplicationCommunicator
+from channels.db import database_sync_to_async
 from django.db import connection
+from rest_framework.authtoken.models import Token
 
+from tests.helpers import amake_account
 from users.models import CommandReceipt, User
 from users.routing import SOCKET_PATH
+from usersite.asgi import application
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -81,16 +86,20 @@ class Database:
 
     async def terminate_the_stalled_writer(self) -> None:
         """Wait until a write sleeps in the stalling trigger, then cut its connection."""
+        await self.terminate_waiting("Timeout")  # pg_sleep's wait
+
+    async def terminate_waiting(self, wait_event_type: str) -> None:
+        """Wait until another backend waits (for a lock, a timeout), then cut its connection."""
         # This database's only: the server is shared with other tests and other work.
         query = (
-            "SELECT pid FROM pg_stat_activity "
-            "WHERE wait_event = 'PgSleep' AND datname = current_database()"
+            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = %s "
+            "AND datname = current_database() AND pid <> pg_backend_pid()"
         )
         async with asyncio.timeout(10):
             # PostgreSQL tells no one that a backend began to wait: ask it.
-            while not (stalled := self.conn.execute(query).fetchall()):  # noqa: ASYNC110
+            while not (waiting := self.conn.execute(query, [wait_event_type]).fetchall()):  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
-        for (pid,) in stalled:
+        for (pid,) in waiting:
             self.conn.execute("SELECT pg_terminate_backend(%s)", [pid])
 
 
@@ -195,3 +204,28 @@ async def test_any_other_failure_answers_server_error_and_is_logged_once(
     database.remove_faults()
     await socket.send_json_to({"action": "create", "name": "Ada", "request_id": "r4"})
     assert (await answer(socket, "r4"))["type"] == "ack"
+
+
+async def test_a_token_the_database_cannot_check_gets_503_so_the_client_tries_again(database):
+    key = (await database_sync_to_async(Token.objects.create)(user=await amake_account())).key
+    handshake = ApplicationCommunicator(
+        application,
+        {
+            "type": "websocket",
+            "path": SOCKET_PATH,
+            "headers": [],  # no Origin: a native app's handshake
+            "subprotocols": ["users.v2", f"token.{key}"],
+            "query_string": b"",
+            "extensions": {"websocket.http.response": {}},
+        },
+    )
+    locker = Database()  # pg_stat_activity stays as it was inside a transaction: another one
+    with locker.conn, locker.conn.transaction():
+        # The token's lookup waits for the table; then its connection is cut.
+        locker.conn.execute("LOCK TABLE authtoken_token IN ACCESS EXCLUSIVE MODE")
+        await handshake.send_input({"type": "websocket.connect"})
+        await database.terminate_waiting("Lock")
+    start = await handshake.receive_output(timeout=10)
+    assert start["type"] == "websocket.http.response.start"
+    assert start["status"] == 503
+    assert (await handshake.receive_output())["type"] == "websocket.http.response.body"
