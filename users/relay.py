@@ -364,8 +364,8 @@ class Relay:
                 if isinstance(exc, DATABASE_UNREACHABLE):
                     self.database.failed(exc)  # an outage, logged once; try again soon
                 if isinstance(exc, LAYER_ERRORS + DATABASE_UNREACHABLE):
-                    # An outage: watch() reports it once; try again soon, quietly.
-                    logger.debug("The relay's %s waits for the layer: %s", job.__name__, exc)
+                    # An outage, reported once (watch() for the layer); try again soon.
+                    logger.debug("The relay's %s waits for an outage: %s", job.__name__, exc)
                     await asyncio.sleep(OUTAGE_RETRY_INTERVAL)
                     continue
                 if self.loop.time() - started > FAILURE_RETRY_MAX:
