@@ -8,6 +8,7 @@ client that lost an acknowledgement (a dropped connection) can simply retry.
 REST's ``Idempotency-Key`` header shares the receipts (users.api.views).
 """
 
+import logging
 from collections.abc import Callable
 
 from django.core.exceptions import PermissionDenied
@@ -17,10 +18,13 @@ from rest_framework.exceptions import NotFound, ValidationError
 
 from . import services
 from .models import MAX_ID, TEXT_VALIDATORS, CommandReceipt, User, parse_user_id
+from .outages import DATABASE_UNREACHABLE
 from .permissions import has_write_permission
 from .serializers import UserSerializer
 
 MAX_REQUEST_ID_LENGTH = 64
+
+logger = logging.getLogger(__name__)
 
 
 class CommandError(Exception):
@@ -29,6 +33,34 @@ class CommandError(Exception):
     def __init__(self, code: str, message: str, errors: dict | None = None):
         super().__init__(message)
         self.code, self.message, self.errors = code, message, errors
+
+
+def in_one_transaction(command: Callable, *args):
+    """
+    Run ``command(*args)`` in one transaction; return its result.
+
+    A database failure becomes the CommandError that tells the client what
+    became of the write: ``unavailable`` before the commit (nothing was
+    written), ``outcome_unknown`` at the commit (written or not: a resend
+    with the same request id is answered from its receipt if it was).
+    """
+    committing = False
+    try:
+        with transaction.atomic():
+            result = command(*args)
+            committing = True
+    except DATABASE_UNREACHABLE as exc:
+        logger.warning("A socket command met a database failure: %s", str(exc).strip())
+        if committing:
+            raise CommandError(
+                "outcome_unknown",
+                "The database failed while committing; the change may or may not be stored. "
+                "Send the command again with the same request_id.",
+            ) from None
+        raise CommandError(
+            "unavailable", "The database is unavailable; nothing was changed. Send it again."
+        ) from None
+    return result
 
 
 def requester_key(account, anonymous_client: str | None) -> str:
@@ -125,6 +157,16 @@ def _receipt(requester: str, request_id: str, command: tuple) -> dict | None:
     return receipt.result
 
 
+def create_v1(account, data: dict | None) -> dict:
+    """Run protocol v1's create (``__addUser__`` when ``data`` is None); CommandError if refused."""
+    try:
+        return create(account, data)
+    except PermissionDenied:
+        raise CommandError("forbidden", "Log in as a user allowed to add users.") from None
+    except ValidationError as exc:
+        raise CommandError("invalid", "The user was not created.", exc.detail) from None
+
+
 def create(account, data: dict | None) -> dict:
     """Create a user from wire ``data`` (None: a generated one, for ``__addUser__``)."""
     if not has_write_permission(account, "add"):
@@ -187,7 +229,8 @@ def run(account, anonymous_client: str, content: dict) -> dict:
     (``anonymous_client`` scopes the request ids of an anonymous one).
 
     Returns the acknowledgement's content; raises CommandError with the code
-    of the error frame to send instead. Runs on the database thread.
+    of the error frame to send instead. Runs on the database thread, inside
+    ``in_one_transaction``.
     """
     action = content.get("action")
     if not isinstance(action, str) or action not in PERMISSION:

@@ -32,9 +32,7 @@ from rest_framework import generics, serializers, status
 from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.response import Response
 
-from users import redis_clients
-
-from .. import commands, services
+from .. import commands, redis_clients, services
 from ..live import snapshots
 from ..models import VERSION_ROW, User, UserListVersion, parse_user_id
 from ..permissions import CanReadUsers, CanWriteUsers, has_write_permission, may_read

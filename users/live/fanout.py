@@ -16,9 +16,11 @@ import weakref
 from channels.db import database_sync_to_async
 
 from .. import metrics
+from ..outages import DATABASE_UNREACHABLE
 from . import snapshots, windows
 from .coalescing import CoalescingRunner
 from .subscriber import Subscriber
+from .supervision import DATABASE_OUTAGE
 
 logger = logging.getLogger(__name__)
 
@@ -85,9 +87,13 @@ class Fanout:
                 resumes=resumes,
                 also=functools.partial(live.advance, queries=queries, resumes=from_elsewhere),
             )
+        except DATABASE_UNREACHABLE as exc:
+            DATABASE_OUTAGE.failed(exc)  # the next check tries again
+            return
         except Exception:
             logger.exception("Could not read the users list; the next check tries again")
             return
+        DATABASE_OUTAGE.worked()
         self.learn(list_read.head.epoch, list_read.head.version)
         frames = {}
         for socket in self.stale_sockets():

@@ -15,8 +15,7 @@ import logging
 
 from django.conf import settings
 
-from users import redis_clients
-
+from .. import redis_clients
 from . import relay, restores
 from .housekeeping import housekeeper
 

@@ -21,12 +21,21 @@ from django.db import transaction
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from .. import metrics
+from ..outages import Outage
 from .coalescing import CoalescingRunner
+from .supervision import LAYER_ERRORS
 
 GROUP = "users"
 CHANGED_EVENT = "users.changed"
 
 logger = logging.getLogger(__name__)
+
+# A Redis outage fails every publish until it ends: logged once (users.outages).
+PUBLISHING = Outage(
+    logger,
+    "Could not publish the users list; the relays catch up once the channel layer is back",
+    "Publishing the users list works again",
+)
 
 
 class LocalRelay(Protocol):
@@ -80,11 +89,15 @@ async def publish_now(epoch: str, version: int) -> None:
     committed_at = metrics.publish_clock.take()
     try:
         await send_to_group(epoch, version)
+    except LAYER_ERRORS as exc:
+        PUBLISHING.failed(exc)
+        metrics.PUBLISH_FAILURES.inc()
     except Exception:
         # The relays' watchdogs find the version once the cause is gone.
         logger.exception("Could not publish the users list")
         metrics.PUBLISH_FAILURES.inc()
     else:
+        PUBLISHING.worked()
         metrics.publish_clock.published(committed_at)
         logger.debug("Published users list version %s", version)
 

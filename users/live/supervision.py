@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable
 
 from redis.exceptions import RedisError
 
+from ..outages import DATABASE_UNREACHABLE, Outage
+
 # Errors of a Redis that is down or restarting (the layer's, and the cache's).
 LAYER_ERRORS = (RedisError, OSError)
 
@@ -15,6 +17,13 @@ OUTAGE_RETRY_INTERVAL = 0.1  # seconds between attempts to reach a layer that is
 FAILURE_RETRY_FIRST, FAILURE_RETRY_MAX = 0.1, 10.0  # backoff after any other failure
 
 logger = logging.getLogger(__name__)
+
+# The relay's reads wait while the database is down: logged once (users.outages).
+DATABASE_OUTAGE = Outage(
+    logger,
+    "The relay cannot reach the database; sockets wait until it is back",
+    "The relay reaches the database again",
+)
 
 
 def stop_if_cancelled() -> None:
@@ -39,9 +48,11 @@ async def supervise(loop: asyncio.AbstractEventLoop, job: Callable[[], Awaitable
             await job()
         except Exception as exc:
             stop_if_cancelled()  # a cancellation that redis-py reported as a failure
-            if isinstance(exc, LAYER_ERRORS):
-                # An outage: the watchdog reports it once; try again soon, quietly.
-                logger.debug("The relay's %s waits for the layer: %s", job.__name__, exc)
+            if isinstance(exc, DATABASE_UNREACHABLE):
+                DATABASE_OUTAGE.failed(exc)
+            if isinstance(exc, LAYER_ERRORS + DATABASE_UNREACHABLE):
+                # An outage, reported once (the watchdog reports the layer's); try again soon.
+                logger.debug("The relay's %s waits for an outage: %s", job.__name__, exc)
                 await asyncio.sleep(OUTAGE_RETRY_INTERVAL)
                 continue
             if loop.time() - started > FAILURE_RETRY_MAX:

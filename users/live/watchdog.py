@@ -18,13 +18,11 @@ from contextlib import suppress
 
 from django.conf import settings
 
-from users import redis_clients
-
-from .. import metrics
+from .. import metrics, redis_clients
 from . import restores
 from .fanout import Fanout
 from .member import GroupMember
-from .supervision import LAYER_ERRORS, stop_if_cancelled
+from .supervision import DATABASE_OUTAGE, LAYER_ERRORS, stop_if_cancelled
 
 CHECK_INTERVAL = 1.0  # seconds between checks: the delay of a catch-up
 
@@ -69,6 +67,7 @@ class Watchdog:
                 known = (known[0], await restores.record(client, *known))
             stop_if_cancelled()
         committed = await restores.acurrent_version()
+        DATABASE_OUTAGE.worked()
         if restores.went_back(known, committed):
             await restores.start_new_epoch(known, committed)
             committed = await restores.acurrent_version()

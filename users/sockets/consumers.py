@@ -22,8 +22,6 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
-from django.core.exceptions import PermissionDenied
-from rest_framework.exceptions import ValidationError
 
 from .. import commands, metrics
 from ..live.relay import relay
@@ -219,6 +217,27 @@ class LiveListConsumer(AsyncJsonWebsocketConsumer):
         )
         return False
 
+    async def carry_out(self, command, *args, **extra) -> dict | None:
+        """
+        Run a write ``command(*args)`` in one transaction on the database thread;
+        return its ack's content, or None once an error frame (with ``extra``)
+        has answered it.
+
+        Whatever fails gets an answer: an exception that escaped the consumer
+        would close the socket without one.
+        """
+        try:
+            return await database_sync_to_async(commands.in_one_transaction)(command, *args)
+        except commands.CommandError as exc:
+            errors = {} if exc.errors is None else {"errors": exc.errors}
+            await self.send_error(exc.code, exc.message, **extra, **errors)
+        except Exception:
+            logger.exception("A socket command failed")
+            await self.send_error(
+                "server_error", "The server failed to carry out the command.", **extra
+            )
+        return None
+
     async def send_error(self, code: str, message: str, **extra) -> None:
         metrics.ERROR_FRAMES.labels(code=code).inc()
         with suppress(*CLIENT_GONE):
@@ -255,14 +274,8 @@ class UserListConsumer(LiveListConsumer):
             )
 
     async def create_user(self, data: dict | None) -> None:
-        if not await self.take_write_allowance():
-            return
-        try:
-            await database_sync_to_async(commands.create)(requester(self.scope), data)
-        except PermissionDenied:
-            await self.send_error("forbidden", "Log in as a user allowed to add users.")
-        except ValidationError as exc:
-            await self.send_error("invalid", "The user was not created.", errors=exc.detail)
+        if await self.take_write_allowance():
+            await self.carry_out(commands.create_v1, requester(self.scope), data)
 
 
 class UserChangesConsumer(LiveListConsumer):
@@ -349,15 +362,10 @@ class UserChangesConsumer(LiveListConsumer):
             return
         if not await self.take_write_allowance(**extra):
             return
-        try:
-            result = await database_sync_to_async(commands.run)(
-                requester(self.scope), self.anonymous_client(), content
-            )
-        except commands.CommandError as exc:
-            if exc.errors is not None:
-                extra["errors"] = exc.errors
-            await self.send_error(exc.code, exc.message, **extra)
-        else:
+        result = await self.carry_out(
+            commands.run, requester(self.scope), self.anonymous_client(), content, **extra
+        )
+        if result is not None:
             with suppress(*CLIENT_GONE):
                 await self.send_json({"type": "ack", "request_id": request_id, **result})
 

@@ -3,18 +3,25 @@ Authentication of WebSocket handshakes (an app's token, a browser's session, or
 nobody), and the refusal of those who may not read the list.
 """
 
+import logging
+
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.security.websocket import WebsocketDenier
 from django.contrib.auth.models import AnonymousUser
 from rest_framework.authtoken.models import Token
 
+from ..outages import DATABASE_UNREACHABLE
 from ..permissions import may_read
 
 # AnonymousUser keeps no state of its own, so every such socket can share one.
 ANONYMOUS = AnonymousUser()
 
 TOKEN_SUBPROTOCOL_PREFIX = "token."
+# The ASGI extension that lets a refused handshake carry an HTTP status (uvicorn has it).
+HTTP_RESPONSE_EXTENSION = "websocket.http.response"
+
+logger = logging.getLogger(__name__)
 
 
 def presented_token(scope) -> str | None:
@@ -58,7 +65,10 @@ class HandshakeAuthentication:
     async def __call__(self, scope, receive, send):
         key = presented_token(scope)
         if key is not None:
-            user = await active_user_with_token(key)
+            try:
+                user = await active_user_with_token(key)
+            except DATABASE_UNREACHABLE as exc:
+                return await refuse_for_now(scope, receive, send, exc)
             if user is None:
                 return await WebsocketDenier()(scope, receive, send)
             return await self.inner({**scope, "user": user}, receive, send)
@@ -86,3 +96,21 @@ class ReadersOnly:
         if not may_read(requester(scope)):
             return await WebsocketDenier()(scope, receive, send)
         return await self.inner(scope, receive, send)
+
+
+async def refuse_for_now(scope, receive, send, exc: Exception) -> None:
+    """
+    Answer a handshake whose token the database could not check with 503: the
+    client tries again, where a 403 would tell it that its token is revoked.
+
+    A server without the HTTP response extension (daphne) gets the exception,
+    and answers 500.
+    """
+    if HTTP_RESPONSE_EXTENSION not in scope.get("extensions", {}):
+        raise exc
+    logger.warning("A socket's token could not be checked: %s", str(exc).strip())
+    await receive()  # websocket.connect
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"retry-after", b"1")]
+    await send({"type": "websocket.http.response.start", "status": 503, "headers": headers})
+    body = b"The database is unavailable; connect again.\n"
+    await send({"type": "websocket.http.response.body", "body": body})

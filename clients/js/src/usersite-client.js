@@ -473,6 +473,11 @@ export class LiveUsers {
   // The first of those waits; they double up to rateLimitMaxWaitMs.
   rateLimitWaitMs = 250;
   rateLimitMaxWaitMs = 2000;
+  // A command the server's database failed to carry out ("unavailable": not
+  // written; "outcome_unknown": perhaps written) waits as a rate-limited one
+  // does and is sent again with its request id, which the server never
+  // carries out twice, this many times before it fails.
+  unavailableRetries = 8;
 
   /** @type {WebSocketConstructor} */ #WebSocket;
   /** @type {ConnectionState} */ #state = "connecting";
@@ -670,13 +675,20 @@ export class LiveUsers {
       throw new CommandError("too_large", `The command is over ${MAX_FRAME_LENGTH} characters.`);
     }
     const waits = new Backoff(this.rateLimitWaitMs, this.rateLimitMaxWaitMs);
-    for (let retries = 0; ; retries++) {
+    /** @type {Record<string, number>} */
+    const retriesLeft = {
+      rate_limited: this.rateLimitRetries,
+      unavailable: this.unavailableRetries,
+      outcome_unknown: this.unavailableRetries,
+    };
+    for (;;) {
       const answer = await this.#run(requestId, text);
       if (answer.type === "ack") return answer;
       const error = new CommandError(String(answer.code), String(answer.message), answer.errors);
-      if (error.code !== "rate_limited" || retries === this.rateLimitRetries) throw error;
+      if (!retriesLeft[error.code]) throw error;
       // The same request id again: an earlier send of it may have been carried
       // out before a lost connection, and must not be doubled.
+      retriesLeft[error.code] -= 1;
       await new Promise((resolve) => setTimeout(resolve, waits.nextDelayMs()));
       if (this.#failure) throw this.#failure;
     }

@@ -149,3 +149,76 @@ test("without a global WebSocket, LiveUsers asks for a constructor", (t) => {
   });
   assert.throws(() => new LiveUsers("ws://127.0.0.1:9/api/v1/users/ws"), /pass one/);
 });
+
+/**
+ * A socket that answers each command with the next of `answers`' codes, then an ack.
+ * @param {string[]} answers error codes, in order
+ * @param {string[]} sent where each frame sent is recorded
+ */
+function scriptedSocket(answers, sent) {
+  return class {
+    readyState = 1;
+    protocol = "users.v2";
+    /** @type {Record<string, ((event: any) => void)[]>} */
+    listeners = { open: [], message: [], close: [] };
+    constructor() {
+      setTimeout(() => this.emit("open", {}));
+    }
+    /** @param {string} type @param {(event: any) => void} listener */
+    addEventListener(type, listener) {
+      this.listeners[type].push(listener);
+    }
+    /** @param {string} type @param {any} event */
+    emit(type, event) {
+      for (const listener of this.listeners[type]) listener(event);
+    }
+    /** @param {string} data */
+    send(data) {
+      sent.push(data);
+      const { request_id } = JSON.parse(data);
+      const code = answers.shift();
+      const answer = code
+        ? { type: "error", code, message: `Said ${code}.`, request_id }
+        : { type: "ack", request_id, user: user("2", "Grace"), version: 2 };
+      setTimeout(() => this.emit("message", { data: JSON.stringify(answer) }));
+    }
+    close() {
+      this.readyState = 3;
+    }
+  };
+}
+
+for (const code of ["unavailable", "outcome_unknown"]) {
+  test(`a command answered ${code} is sent again with its request id`, async () => {
+    /** @type {string[]} */
+    const sent = [];
+    const live = new LiveUsers("ws://127.0.0.1:9/api/v1/users/ws", {
+      WebSocket: scriptedSocket([code, code], sent),
+    });
+    live.rateLimitWaitMs = 1;
+    try {
+      assert.deepEqual(await live.create({ name: "Grace", email: "" }), user("2", "Grace"));
+    } finally {
+      live.close();
+    }
+    assert.equal(sent.length, 3);
+    assert.equal(new Set(sent).size, 1, "each send is the same command, with the same request id");
+  });
+}
+
+test("a command the database still fails after its retries, or that failed otherwise, rejects", async () => {
+  /** @type {string[]} */
+  const sent = [];
+  const live = new LiveUsers("ws://127.0.0.1:9/api/v1/users/ws", {
+    WebSocket: scriptedSocket(["unavailable", "unavailable", "unavailable", "server_error"], sent),
+  });
+  live.rateLimitWaitMs = 1;
+  live.unavailableRetries = 2;
+  try {
+    await assert.rejects(live.create({ name: "Grace", email: "" }), { code: "unavailable" });
+    await assert.rejects(live.create({ name: "Ada", email: "" }), { code: "server_error" });
+  } finally {
+    live.close();
+  }
+  assert.equal(sent.length, 4);
+});

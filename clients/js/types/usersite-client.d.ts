@@ -187,6 +187,7 @@ export class LiveUsers {
     rateLimitRetries: number;
     rateLimitWaitMs: number;
     rateLimitMaxWaitMs: number;
+    unavailableRetries: number;
     url: URL;
     token: string | null;
     reconnect: Backoff;

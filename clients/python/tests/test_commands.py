@@ -161,6 +161,48 @@ async def test_a_command_still_rate_limited_after_its_retries_raises(server):
     assert raised.value.code == "rate_limited"
 
 
+@pytest.mark.parametrize("code", ["unavailable", "outcome_unknown"])
+async def test_a_command_the_database_failed_is_sent_again_with_its_request_id(server, code):
+    async with live_users(server) as live:
+        live.rate_limit_wait = 0.01
+        creating = asyncio.create_task(live.create(name="Grace"))
+        session = await server.session()
+        command = await session.receive()
+        await session.send(error(command, code))
+        sent_again = await session.receive()
+        await session.send(error(sent_again, code))
+        sent_once_more = await session.receive()
+        await session.send(ack(sent_once_more, user=user(2, "Grace")))
+
+        assert await within(creating) == user(2, "Grace")
+    assert sent_again == sent_once_more == command
+
+
+async def test_a_command_the_database_still_fails_after_its_retries_raises(server):
+    async with live_users(server) as live:
+        live.rate_limit_wait, live.unavailable_retries = 0.01, 2
+        creating = asyncio.create_task(live.create(name="Grace"))
+        session = await server.session()
+        for _ in range(3):
+            await session.send(error(await session.receive(), "unavailable"))
+        with pytest.raises(CommandError) as raised:
+            await within(creating)
+
+    assert raised.value.code == "unavailable"
+
+
+async def test_other_errors_are_not_sent_again(server):
+    async with live_users(server) as live:
+        live.rate_limit_wait = 0.01
+        creating = asyncio.create_task(live.create(name="Grace"))
+        session = await server.session()
+        await session.send(error(await session.receive(), "server_error"))
+        with pytest.raises(CommandError) as raised:
+            await within(creating)
+
+    assert raised.value.code == "server_error"
+
+
 async def test_a_command_over_the_servers_frame_cap_is_refused_without_sending_it(server):
     async with live_users(server) as live:
         with pytest.raises(CommandError) as raised:

@@ -50,6 +50,11 @@ class LiveUsers:
     # The first of those waits, in seconds; they double up to rate_limit_max_wait.
     rate_limit_wait = 0.25
     rate_limit_max_wait = 2.0
+    # A command the server's database failed to carry out ("unavailable": not
+    # written; "outcome_unknown": perhaps written) waits as a rate-limited one
+    # does and is sent again with its request id, which the server never
+    # carries out twice, this many times before CommandError is raised.
+    unavailable_retries = 8
 
     def __init__(
         self,
@@ -147,17 +152,21 @@ class LiveUsers:
         request_id = uuid.uuid4().hex
         text = encode_command(fields, request_id)
         waits = Backoff(self.rate_limit_wait, self.rate_limit_max_wait)
-        retries = 0
+        retries_left = {
+            "rate_limited": self.rate_limit_retries,
+            "unavailable": self.unavailable_retries,
+            "outcome_unknown": self.unavailable_retries,
+        }
         while True:
             answer = await self._outbox.run(request_id, text, self._socket)
             if answer.get("type") == "ack":
                 return answer
             error = CommandError.from_frame(answer)
-            if error.code != "rate_limited" or retries == self.rate_limit_retries:
+            if retries_left.get(error.code, 0) == 0:
                 raise error
             # The same request id again: an earlier send of it may have been
             # carried out before a lost connection, and must not be doubled.
-            retries += 1
+            retries_left[error.code] -= 1
             await asyncio.sleep(waits.next_delay())
 
     async def _keep_connected(self) -> None:
