@@ -163,7 +163,7 @@ class UserViewMixin:
             raise NotFound
         return super().get_object()
 
-    def once(self, request, action: str, write) -> Response:
+    def write_once_per_key(self, request, action: str, write) -> Response:
         """
         Run ``write`` once per Idempotency-Key of this account (users.commands).
 
@@ -281,7 +281,7 @@ class UserList(UserViewMixin, generics.ListCreateAPIView):
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
     def create(self, request, *args, **kwargs):
-        return self.once(request, "create", self.perform_write)
+        return self.write_once_per_key(request, "create", self.perform_write)
 
     def perform_write(self) -> Response:
         serializer = self.get_serializer(data=self.request.data)
@@ -341,7 +341,7 @@ class UserDetail(UserViewMixin, generics.RetrieveUpdateDestroyAPIView):
 
     def update(self, request, *args, **kwargs):
         partial = kwargs.pop("partial", False)
-        return self.once(request, "update", lambda: self.perform_update_of(partial))
+        return self.write_once_per_key(request, "update", lambda: self.perform_update_of(partial))
 
     def perform_update_of(self, partial: bool) -> Response:
         user = self.get_object()
@@ -354,7 +354,7 @@ class UserDetail(UserViewMixin, generics.RetrieveUpdateDestroyAPIView):
         return write_answer(serializer.data, user.version, status.HTTP_200_OK)
 
     def destroy(self, request, *args, **kwargs):
-        return self.once(request, "delete", self.perform_delete)
+        return self.write_once_per_key(request, "delete", self.perform_delete)
 
     def perform_delete(self) -> Response:
         user = self.get_object()
