@@ -25,6 +25,9 @@ from users.models import UserListVersion
 from users.sockets.routing import SOCKET_PATH
 from usersite.asgi import application
 
+# The ``database`` fixture: real database failures, for the tests of each way through.
+pytest_plugins = ["tests.database_faults"]
+
 DEFAULT_PORTS = {"redis": 6379, "postgres": 5432, "postgresql": 5432}
 
 

@@ -222,6 +222,8 @@ REST_FRAMEWORK = {
     # the address of the proxy's client instead (servers.py).
     "NUM_PROXIES": 0,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # A database that is down answers 503 with Retry-After, not 500.
+    "EXCEPTION_HANDLER": "users.api.errors.exception_handler",
 }
 
 SPECTACULAR_SETTINGS = {
