@@ -16,6 +16,7 @@ servers.py runs uvicorn with it (``--ws usersite.websocket_protocol:SharedTextPr
 
 import struct
 
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import State
 
@@ -43,6 +44,11 @@ class SharedTextProtocol(WebSocketsSansIOProtocol):
         await super().run_asgi()
 
     async def send(self, message) -> None:
+        if message["type"] == "websocket.send" and self.close_sent and self.handshake_complete:
+            # The server closed the connection itself (a keepalive ping went
+            # unanswered, a frame did not parse): the client is gone as surely
+            # as if it had left, where uvicorn raises a bare RuntimeError.
+            raise ClientDisconnected
         utf8 = message.get(UTF8_KEY) if message["type"] == "websocket.send" else None
         if utf8 is None:
             await super().send(message)
