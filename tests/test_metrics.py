@@ -1,5 +1,7 @@
 """GET /metrics: who may read it, and the numbers real traffic moves."""
 
+import time
+
 import pytest
 from channels.db import database_sync_to_async
 from django.test import AsyncClient, Client
@@ -84,10 +86,12 @@ async def test_each_change_counts_a_change_set_a_list_a_publish_and_a_fanout(scr
     v2 = await connect(subprotocols=["users.v2"])
     await receive_list(v1), await v2.receive_json_from()
     before = await scrape()
+    started = time.monotonic()
     for name in ("Ann", "Bob", "Cy"):
         await database_sync_to_async(services.user_create)(name=name)
         await receive_list(v1)
         assert (await v2.receive_json_from())["type"] == "changes"
+    elapsed = time.monotonic() - started
     after = await scrape()
 
     def moved(name, **labels):
@@ -98,9 +102,9 @@ async def test_each_change_counts_a_change_set_a_list_a_publish_and_a_fanout(scr
     assert moved("usersite_frames_sent_total", protocol="2", kind="snapshot") == 0
     assert moved("usersite_publish_delay_seconds_count") == 3
     assert moved("usersite_fanout_duration_seconds_count") == 3
-    # Seconds, not milliseconds: these three publishes took milliseconds. Counted
-    # over this test only: earlier tests of the process delay publishes on purpose.
-    assert moved("usersite_publish_delay_seconds_bucket", le="1.0") == 3
+    # Seconds, not milliseconds: the three delays fit in the seconds the loop
+    # took, whatever the machine's load (in milliseconds they would not).
+    assert 0 < moved("usersite_publish_delay_seconds_sum") <= elapsed
 
 
 async def test_a_new_v2_socket_counts_a_snapshot(scrapable, connect):
