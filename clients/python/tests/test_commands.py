@@ -148,19 +148,6 @@ async def test_a_rate_limited_command_is_sent_again_after_a_wait_with_its_reques
     assert sent_again == command
 
 
-async def test_a_command_still_rate_limited_after_its_retries_raises(server):
-    async with live_users(server) as live:
-        live.rate_limit_wait, live.rate_limit_retries = 0.01, 2
-        creating = asyncio.create_task(live.create(name="Grace"))
-        session = await server.session()
-        for _ in range(3):
-            await session.send(error(await session.receive(), "rate_limited"))
-        with pytest.raises(CommandError) as raised:
-            await within(creating)
-
-    assert raised.value.code == "rate_limited"
-
-
 @pytest.mark.parametrize("code", ["unavailable", "outcome_unknown"])
 async def test_a_command_the_database_failed_is_sent_again_with_its_request_id(server, code):
     async with live_users(server) as live:
@@ -178,17 +165,22 @@ async def test_a_command_the_database_failed_is_sent_again_with_its_request_id(s
     assert sent_again == sent_once_more == command
 
 
-async def test_a_command_the_database_still_fails_after_its_retries_raises(server):
+@pytest.mark.parametrize(
+    ("code", "retries"),
+    [("rate_limited", "rate_limit_retries"), ("unavailable", "unavailable_retries")],
+)
+async def test_a_command_still_refused_after_its_retries_raises(server, code, retries):
     async with live_users(server) as live:
-        live.rate_limit_wait, live.unavailable_retries = 0.01, 2
+        live.rate_limit_wait = 0.01
+        setattr(live, retries, 2)
         creating = asyncio.create_task(live.create(name="Grace"))
         session = await server.session()
         for _ in range(3):
-            await session.send(error(await session.receive(), "unavailable"))
+            await session.send(error(await session.receive(), code))
         with pytest.raises(CommandError) as raised:
             await within(creating)
 
-    assert raised.value.code == "unavailable"
+    assert raised.value.code == code
 
 
 async def test_other_errors_are_not_sent_again(server):
