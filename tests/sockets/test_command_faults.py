@@ -17,10 +17,10 @@ from asgiref.testing import ApplicationCommunicator
 from channels.db import database_sync_to_async
 from django.db import connection
 from rest_framework.authtoken.models import Token
-from users.sockets.routing import SOCKET_PATH
 
 from tests.helpers import amake_account
 from users.models import CommandReceipt, User
+from users.sockets.routing import SOCKET_PATH
 from usersite.asgi import application
 
 pytestmark = [
