@@ -36,7 +36,18 @@ def text_header(length: int) -> bytes:
 
 
 class SharedTextProtocol(WebSocketsSansIOProtocol):
-    """Send a text frame from the bytes the application gave, when it gave them."""
+    """
+    Send a text frame from the bytes the application gave, when it gave them;
+    keep no handshake once it is answered.
+
+    uvicorn keeps the handshake's request and response (their headers as
+    websockets parsed them) for the connection's life, beside the scope's own
+    copy of the headers; nothing reads them after the answer is sent.
+    """
+
+    def handle_connect(self, event) -> None:
+        super().handle_connect(event)
+        self.request = None  # the scope holds what the application may read of it
 
     async def run_asgi(self) -> None:
         self.scope["extensions"][UTF8_KEY] = NO_OPTIONS
@@ -46,6 +57,8 @@ class SharedTextProtocol(WebSocketsSansIOProtocol):
         utf8 = message.get(UTF8_KEY) if message["type"] == "websocket.send" else None
         if utf8 is None:
             await super().send(message)
+            if self.handshake_complete:
+                self.response = None  # sent, or never to be: uvicorn reads it only to accept
             return
         await self.writable.wait()
         if self.open_without_extensions():
