@@ -8,6 +8,7 @@ import uvicorn
 from websockets.asyncio.client import connect
 from websockets.frames import Frame, Opcode
 
+from usersite.connection_waits import Flag, Inbox
 from usersite.websocket_protocol import SharedTextProtocol, text_header
 
 
@@ -46,5 +47,7 @@ async def test_an_open_connection_keeps_no_handshake_and_still_talks(echo_server
         (protocol,) = server.server_state.connections
         assert protocol.request is None
         assert protocol.response is None
+        assert isinstance(protocol.queue, Inbox)
+        assert isinstance(protocol.writable, Flag)
         await client.send("second")
         assert await client.recv() == "second"
