@@ -6,14 +6,10 @@ import socket
 import pytest
 import uvicorn
 from websockets.asyncio.client import connect
-from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
-from websockets.protocol import Protocol
-from websockets.server import ServerProtocol
-from websockets.uri import parse_uri
 
 from usersite.connection_waits import Flag, Inbox
-from usersite.websocket_protocol import SharedTextProtocol, drop_parsed_request, text_header
+from usersite.websocket_protocol import SharedTextProtocol, text_header
 
 
 @pytest.mark.parametrize("length", [0, 1, 125, 126, 127, 65535, 65536, 3_000_000])
@@ -53,34 +49,5 @@ async def test_an_open_connection_keeps_no_handshake_and_still_talks(echo_server
         assert protocol.response is None
         assert isinstance(protocol.queue, Inbox)
         assert isinstance(protocol.writable, Flag)
-        assert protocol.conn.parser.gi_code is Protocol.parse.__code__  # not the request's parser
         await client.send("second")
         assert await client.recv() == "second"
-
-
-def handshake_read(extra: bytes = b"") -> ServerProtocol:
-    """websockets' server side of a connection that has read a handshake, then ``extra``."""
-    client = ClientProtocol(parse_uri("ws://127.0.0.1/"))
-    client.send_request(client.connect())
-    server = ServerProtocol()
-    server.receive_data(b"".join(client.data_to_send()) + extra)
-    (request,) = server.events_received()
-    server.send_response(server.accept(request))
-    return server
-
-
-def test_a_restarted_parser_still_reads_frames():
-    server = handshake_read()
-    drop_parsed_request(server)
-    assert server.parser.gi_code is Protocol.parse.__code__  # no longer the request's parser
-    server.receive_data(Frame(Opcode.TEXT, b"hello").serialize(mask=True))
-    assert [event.data for event in server.events_received()] == [b"hello"]
-
-
-def test_a_parser_in_the_middle_of_a_frame_is_left_as_it_is():
-    frame = Frame(Opcode.TEXT, b"hello").serialize(mask=True)
-    server = handshake_read(frame[:3])
-    drop_parsed_request(server)
-    assert server.parser.gi_code is ServerProtocol.parse.__code__
-    server.receive_data(frame[3:])
-    assert [event.data for event in server.events_received()] == [b"hello"]

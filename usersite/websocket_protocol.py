@@ -18,9 +18,7 @@ servers.py runs uvicorn with it (``--ws usersite.websocket_protocol:SharedTextPr
 import struct
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from websockets.protocol import Protocol, State
-from websockets.server import ServerProtocol
-from websockets.streams import StreamReader
+from websockets.protocol import State
 
 from .connection_waits import Flag, Inbox
 
@@ -40,24 +38,6 @@ def text_header(length: int) -> bytes:
     return struct.pack("!BBQ", FIN_TEXT, 127, length)
 
 
-def drop_parsed_request(conn: ServerProtocol) -> None:
-    """
-    Restart websockets' frame parser outside the handshake parser that holds the request.
-
-    ServerProtocol.parse keeps the request in a local variable while it
-    delegates to Protocol.parse, the frame loop, for the rest of the
-    connection. Only where that loop waits for a frame's first byte (in
-    ``reader.at_eof``, nothing of a frame read) does a fresh loop take over
-    with nothing lost; elsewhere (part of a frame read) the parser stays.
-    """
-    frames = getattr(conn.parser, "gi_yieldfrom", None)
-    waiting = getattr(frames, "gi_yieldfrom", None)
-    if getattr(waiting, "gi_code", None) is not StreamReader.at_eof.__code__:
-        return
-    conn.parser = Protocol.parse(conn)
-    next(conn.parser)  # to its first wait, as websockets starts its parsers
-
-
 class SharedTextProtocol(WebSocketsSansIOProtocol):
     """
     Send a text frame from the bytes the application gave, when it gave them;
@@ -65,9 +45,8 @@ class SharedTextProtocol(WebSocketsSansIOProtocol):
 
     uvicorn keeps the handshake's request and response (their headers as
     websockets parsed them) for the connection's life, beside the scope's own
-    copy of the headers, and so does websockets' parser (``drop_parsed_request``);
-    nothing reads them after the answer is sent. Its message queue and writable
-    event become usersite.connection_waits' smaller ones.
+    copy of the headers; nothing reads them after the answer is sent. Its
+    message queue and writable event become usersite.connection_waits' smaller ones.
     """
 
     def __init__(self, *args, **kwargs):
@@ -78,7 +57,6 @@ class SharedTextProtocol(WebSocketsSansIOProtocol):
     def handle_connect(self, event) -> None:
         super().handle_connect(event)
         self.request = None  # the scope holds what the application may read of it
-        drop_parsed_request(self.conn)
 
     async def run_asgi(self) -> None:
         self.scope["extensions"][UTF8_KEY] = NO_OPTIONS
