@@ -1,11 +1,17 @@
-"""usersite.websocket_protocol: its frames against the websockets library's; sends after a close."""
+"""usersite.websocket_protocol: its frames, a real connection, and sends after a close."""
+
+import asyncio
+import socket
 
 import pytest
+import uvicorn
 from uvicorn.config import Config
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.server import ServerState
+from websockets.asyncio.client import connect
 from websockets.frames import Frame, Opcode
 
+from usersite.connection_waits import Flag, Inbox
 from usersite.websocket_protocol import SharedTextProtocol, text_header
 
 
@@ -27,3 +33,38 @@ async def test_a_send_after_the_server_closed_the_connection_says_the_client_is_
         message["usersite.utf8"] = b"[]"
     with pytest.raises(ClientDisconnected):
         await protocol.send(message)
+
+
+async def echo(scope, receive, send):
+    """Accept a socket and send back each text it receives."""
+    assert (await receive())["type"] == "websocket.connect"
+    await send({"type": "websocket.accept"})
+    while (message := await receive())["type"] == "websocket.receive":
+        await send({"type": "websocket.send", "text": message["text"]})
+
+
+@pytest.fixture
+async def echo_server():
+    """uvicorn with the project's protocol and ``echo``, in this event loop; and its port."""
+    listening = socket.create_server(("127.0.0.1", 0))  # connections wait in its backlog
+    config = uvicorn.Config(echo, ws=SharedTextProtocol, lifespan="off", log_level="warning")
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve(sockets=[listening]))
+    yield server, listening.getsockname()[1]
+    server.should_exit = True
+    await serving
+    listening.close()
+
+
+async def test_an_open_connection_keeps_no_handshake_and_still_talks(echo_server):
+    server, port = echo_server
+    async with connect(f"ws://127.0.0.1:{port}/") as client:
+        await client.send("first")
+        assert await client.recv() == "first"
+        (protocol,) = server.server_state.connections
+        assert protocol.request is None
+        assert protocol.response is None
+        assert isinstance(protocol.queue, Inbox)
+        assert isinstance(protocol.writable, Flag)
+        await client.send("second")
+        assert await client.recv() == "second"

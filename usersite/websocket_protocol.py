@@ -1,5 +1,6 @@
 """
-uvicorn's websockets-sansio protocol, writing a frame's text shared by every socket sent it.
+uvicorn's websockets-sansio protocol, writing a frame's text shared by every
+socket sent it, and keeping less per idle connection.
 
 uvicorn encodes a text frame's ``str`` to UTF-8 and builds the whole frame as
 new bytes for each socket; a socket whose client reads slowly keeps those
@@ -20,6 +21,8 @@ from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import State
 
+from .connection_waits import Flag, Inbox
+
 # The extension's name, and the key of the bytes in a websocket.send message.
 UTF8_KEY = "usersite.utf8"
 NO_OPTIONS = {}  # the extension's entry in every scope: one shared dict, never changed
@@ -37,7 +40,24 @@ def text_header(length: int) -> bytes:
 
 
 class SharedTextProtocol(WebSocketsSansIOProtocol):
-    """Send a text frame from the bytes the application gave, when it gave them."""
+    """
+    Send a text frame from the bytes the application gave, when it gave them;
+    keep less per connection.
+
+    uvicorn keeps the handshake's request and response (their headers as
+    websockets parsed them) for the connection's life, beside the scope's own
+    copy of the headers; nothing reads them after the answer is sent. Its
+    message queue and writable event become usersite.connection_waits' smaller ones.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.queue = Inbox()
+        self.writable = Flag(True)
+
+    def handle_connect(self, event) -> None:
+        super().handle_connect(event)
+        self.request = None  # the scope holds what the application may read of it
 
     async def run_asgi(self) -> None:
         self.scope["extensions"][UTF8_KEY] = NO_OPTIONS
@@ -52,6 +72,8 @@ class SharedTextProtocol(WebSocketsSansIOProtocol):
         utf8 = message.get(UTF8_KEY) if message["type"] == "websocket.send" else None
         if utf8 is None:
             await super().send(message)
+            if self.handshake_complete:
+                self.response = None  # sent, or never to be: uvicorn reads it only to accept
             return
         await self.writable.wait()
         if self.open_without_extensions():
