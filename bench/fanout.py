@@ -246,7 +246,8 @@ class Clients:
         # client's Backoff: waited before every attempt); None: no wait before
         # the first attempt, then every ``retry`` seconds (all at once).
         self.backoff = backoff
-        self.refusals = Counter()  # reconnect attempts answered with an HTTP status, by status
+        # Failed reconnect attempts: by HTTP status if answered, else by exception.
+        self.failed_attempts = Counter()
         self.sockets, self.latest, self.frames, self.went_back = [], [], 0, 0
         self.target, self.missing, self.all_have_it = None, 0, asyncio.Event()
         self.decode = Decoder()
@@ -319,8 +320,12 @@ class Clients:
                     self.sockets[index] = await self.connect(index)
                     break
                 except (OSError, InvalidHandshake, TimeoutError) as error:
-                    if isinstance(error, InvalidStatus):
-                        self.refusals[error.response.status_code] += 1
+                    failure = (
+                        error.response.status_code
+                        if isinstance(error, InvalidStatus)
+                        else type(error).__name__
+                    )
+                    self.failed_attempts[failure] += 1
                     if not delays:
                         await asyncio.sleep(self.retry)
             self.reconnected_at.append(asyncio.get_running_loop().time())

@@ -22,7 +22,8 @@ every 0.1 s (the worst case). Printed: the time from the kill and from the
 restarted server's first answer until every client holds the current list;
 the restarted process's list reads (its counters start at the restart, so
 every read is the resumes') beside the distinct versions the clients held;
-the HTTP statuses refused reconnects got; each server process's peak RSS
+the failed reconnect attempts, by HTTP status (a 5xx is a refusal) or
+exception (a refused connection, an opening timeout); each server process's peak RSS
 (sampled every 50 ms) against --memory-budget-mb; the clients whose list
 differs from REST's at the end.
 
@@ -121,7 +122,7 @@ async def work() -> None:
                 users = (await http.get(command["users_url"])).json()["users"]
             answer["wrong_lists"] = clients.count_wrong(users, head)
             answer["broken_changes"] = clients.broken
-            answer["refusals"] = clients.refusals
+            answer["failed_attempts"] = clients.failed_attempts
         elif op == "close":
             await clients.close()
         answer["cpu_s"] = client_cpu_seconds()
@@ -234,7 +235,7 @@ async def storm(args, workdir: Path) -> dict:
         answered_at = min(answered_at, *(answer["reconnected"][0] for answer in answers))
         reads_target = await server_counts([target.url])
         reads_other = await server_counts([other.url]) - other_before
-        refusals = sum((Counter(answer["refusals"]) for answer in answers), Counter())
+        failed = sum((Counter(answer["failed_attempts"]) for answer in answers), Counter())
         return {
             "clients": args.clients,
             "jitter": args.jitter,
@@ -247,7 +248,7 @@ async def storm(args, workdir: Path) -> dict:
             "answer_to_all_current_s": current_at - answered_at,
             "kill_to_all_current_s": current_at - killed_at,
             "rest_statuses": dict(statuses),
-            "refused_reconnects": dict(refusals),
+            "failed_reconnects": dict(failed),
             "wrong_lists": sum(answer["wrong_lists"] for answer in answers),
             "broken_changes": sum(answer["broken_changes"] for answer in answers),
             "peak_rss_mb": [round(peak / 1e6) for peak in memory.peaks],
