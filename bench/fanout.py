@@ -38,6 +38,8 @@ start it again on the same port. The clients reconnect every
 reported are the bytes they received after the restart (everything on the
 wire: handshakes, frame headers), against N x the v1 list's size, and the
 time from the server answering again until every client holds the new list.
+(bench/storm.py: the same on two processes, one killed, clients in several
+processes.)
 
 --protocol: v1 clients offer no subprotocol and hold the newest frame; v2
 clients offer "users.v2" and hold the list by applying snapshot and changes
@@ -79,7 +81,7 @@ import httpx  # noqa: E402
 import psutil  # noqa: E402
 import redis  # noqa: E402
 from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
-from websockets.exceptions import ConnectionClosed, InvalidHandshake  # noqa: E402
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus  # noqa: E402
 
 from bench.v2list import Decoder, HeldList, Truth  # noqa: E402
 from servers import NO_WRITE_LIMITS, ServerProcess, free_port  # noqa: E402
@@ -231,12 +233,21 @@ class Clients:
 
     v1: the newest frame (the whole list), kept as text. v2: the list built
     from snapshot and changes frames (bench/v2list.py). With ``reconnect``, a
-    client whose connection ends connects again every ``retry`` seconds,
-    resuming from the list it holds (v2: ``?epoch=&version=``).
+    client whose connection ends connects again every ``retry`` seconds, or
+    after ``backoff``'s delays, resuming from the list it holds (v2:
+    ``?epoch=&version=``).
     """
 
-    def __init__(self, protocol: str = "v1", reconnect: bool = False, retry: float = 0.1):
+    def __init__(
+        self, protocol: str = "v1", reconnect: bool = False, retry: float = 0.1, backoff=None
+    ):
         self.protocol, self.reconnect, self.retry = protocol, reconnect, retry
+        # A callable giving each reconnecting client its delays (the Python
+        # client's Backoff: waited before every attempt); None: no wait before
+        # the first attempt, then every ``retry`` seconds (all at once).
+        self.backoff = backoff
+        # Failed reconnect attempts: by HTTP status if answered, else by exception.
+        self.failed_attempts = Counter()
         self.sockets, self.latest, self.frames, self.went_back = [], [], 0, 0
         self.target, self.missing, self.all_have_it = None, 0, asyncio.Event()
         self.decode = Decoder()
@@ -301,12 +312,22 @@ class Clients:
                 pass
             if not self.reconnect:
                 return
+            delays = self.backoff() if self.backoff else None
             while True:
+                if delays:
+                    await asyncio.sleep(delays.next_delay())
                 try:
                     self.sockets[index] = await self.connect(index)
                     break
-                except (OSError, InvalidHandshake, TimeoutError):
-                    await asyncio.sleep(self.retry)
+                except (OSError, InvalidHandshake, TimeoutError) as error:
+                    failure = (
+                        error.response.status_code
+                        if isinstance(error, InvalidStatus)
+                        else type(error).__name__
+                    )
+                    self.failed_attempts[failure] += 1
+                    if not delays:
+                        await asyncio.sleep(self.retry)
             self.reconnected_at.append(asyncio.get_running_loop().time())
 
     def take(self, index: int, frame: str) -> None:
