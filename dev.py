@@ -75,9 +75,10 @@ def test(args: list[str]) -> None:
     run(PYTHON, "-m", "ruff", "format", "--check", ".")
     print("\n== The Python client library's own tests (clients/python)", flush=True)
     run(PYTHON, "-m", "pytest", "clients/python")
-    # Two workers (pytest-xdist), a module's tests on one: the end-to-end tests
-    # wait on servers and sockets half the time. `-n 0` in ARGS runs in one process.
-    pytest = [PYTHON, "-m", "pytest", "--numprocesses=2", "--dist=loadfile"]
+    # Three workers (pytest-xdist) on two cores, a module's tests on one: the
+    # end-to-end tests wait on servers and sockets much of the time (two workers
+    # kept the cores a third idle). `-n 0` in ARGS runs in one process.
+    pytest = [PYTHON, "-m", "pytest", "--numprocesses=3", "--dist=loadfile"]
     print("\n== Every test on the embedded defaults: SQLite, in-memory channel layer", flush=True)
     run(*pytest, *args, env=environment(DATABASE_URL=None, REDIS_URL=None))
     print(
