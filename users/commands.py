@@ -18,7 +18,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 
 from . import services
 from .models import MAX_ID, TEXT_VALIDATORS, CommandReceipt, User, parse_user_id
-from .outages import DATABASE_UNREACHABLE
+from .outages import DATABASE_UNREACHABLE, cause
 from .permissions import has_write_permission
 from .serializers import UserSerializer
 
@@ -50,7 +50,7 @@ def in_one_transaction(command: Callable, *args):
             result = command(*args)
             committing = True
     except DATABASE_UNREACHABLE as exc:
-        logger.warning("A socket command met a database failure: %s", str(exc).strip())
+        logger.warning("A socket command met a database failure: %s", cause(exc))
         if committing:
             raise CommandError(
                 "outcome_unknown",

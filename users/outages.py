@@ -16,6 +16,11 @@ from django.db import InterfaceError, OperationalError
 DATABASE_UNREACHABLE = (OperationalError, InterfaceError)
 
 
+def cause(exc: BaseException) -> str:
+    """Why ``exc`` happened, on one log line (PostgreSQL's messages span several)."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
 class Outage:
     """Whether a service is down for one job: log ``went_down`` and ``came_back`` once each."""
 
@@ -27,8 +32,7 @@ class Outage:
         """Note a failed attempt; the first of an outage is logged, with its cause."""
         if not self.down:
             self.down = True
-            message = str(exc).strip().replace("\n", " ")
-            self.logger.warning("%s (%s: %s)", self.went_down, type(exc).__name__, message)
+            self.logger.warning("%s (%s)", self.went_down, cause(exc))
 
     def worked(self) -> None:
         """Note a successful attempt; the first after an outage is logged."""

@@ -12,7 +12,7 @@ from rest_framework import status
 from rest_framework.exceptions import APIException
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from ..outages import DATABASE_UNREACHABLE
+from ..outages import DATABASE_UNREACHABLE, cause
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +32,7 @@ def exception_handler(exc, context):
     """DRF's handler, which also answers a database that cannot be reached (503)."""
     if not isinstance(exc, DATABASE_UNREACHABLE):
         return drf_exception_handler(exc, context)
-    cause = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-    logger.warning("A REST request met a database failure: %s", cause)
+    logger.warning("A REST request met a database failure: %s", cause(exc))
     response = drf_exception_handler(DatabaseUnavailable(), context)
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response

@@ -11,7 +11,7 @@ from channels.security.websocket import WebsocketDenier
 from django.contrib.auth.models import AnonymousUser
 from rest_framework.authtoken.models import Token
 
-from ..outages import DATABASE_UNREACHABLE
+from ..outages import DATABASE_UNREACHABLE, cause
 from ..permissions import may_read
 
 # AnonymousUser keeps no state of its own, so every such socket can share one.
@@ -108,7 +108,7 @@ async def refuse_for_now(scope, receive, send, exc: Exception) -> None:
     """
     if HTTP_RESPONSE_EXTENSION not in scope.get("extensions", {}):
         raise exc
-    logger.warning("A socket's token could not be checked: %s", str(exc).strip())
+    logger.warning("A socket's token could not be checked: %s", cause(exc))
     await receive()  # websocket.connect
     headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"retry-after", b"1")]
     await send({"type": "websocket.http.response.start", "status": 503, "headers": headers})
