@@ -32,6 +32,12 @@ class Fanout:
         self.sockets: weakref.WeakSet[Subscriber] = weakref.WeakSet()
         self.live = windows.LiveQueries()
         self.known_epoch, self.known_version = "", 0  # the newest version learnt of
+        # Which sockets the next refresh looks at: every one after a new
+        # version, else only those added since and those a refresh left behind.
+        # A connect then costs its own socket, not a walk over every socket:
+        # in a reconnect storm that walk made N connects cost N * N / 2 steps.
+        self.everyone_due = False
+        self.due: set[Subscriber] = set()
         # One refresh in flight: the versions learnt meanwhile share the next.
         self.refresher = CoalescingRunner(loop, self.refresh)
 
@@ -46,14 +52,31 @@ class Fanout:
         elif version <= self.known_version:
             return
         self.known_version = version
+        self.everyone_due = True
         self.refresher.request()
+
+    def add(self, socket: Subscriber) -> None:
+        """Bring ``socket`` up to date at the next refresh, and with every version after."""
+        self.sockets.add(socket)
+        self.due.add(socket)
+
+    def discard(self, socket: Subscriber) -> None:
+        self.sockets.discard(socket)
+        self.due.discard(socket)
 
     def protocols(self) -> list[int]:
         """The protocol of each socket (for users.metrics)."""
         return [socket.protocol for socket in list(self.sockets)]
 
     def stale_sockets(self) -> list[Subscriber]:
-        return [socket for socket in self.sockets if socket.version < self.known_version]
+        """The sockets behind the newest version learnt of, among those due."""
+        due = self.sockets if self.everyone_due else self.due
+        return [socket for socket in due if socket.version < self.known_version]
+
+    def settle(self, offered: list[Subscriber]) -> None:
+        """After the offers: only the sockets still behind stay due."""
+        self.everyone_due = False
+        self.due = {socket for socket in offered if socket.version < self.known_version}
 
     async def refresh(self) -> None:
         """
@@ -66,6 +89,7 @@ class Fanout:
         """
         stale = self.stale_sockets()
         if not stale or self.offer_kept_frames(stale):
+            self.settle(stale)
             return
         started = time.perf_counter()
         whole = [socket for socket in stale if socket.query is None]
@@ -96,7 +120,9 @@ class Fanout:
         DATABASE_OUTAGE.worked()
         self.learn(list_read.head.epoch, list_read.head.version)
         frames = {}
-        for socket in self.stale_sockets():
+        swept_everyone = self.everyone_due
+        stale = self.stale_sockets()
+        for socket in stale:
             if socket.query is not None:
                 self.offer_window(socket, list_read.also, frames)
                 continue
@@ -110,7 +136,8 @@ class Fanout:
                 frame = frames[list_at]
             if frame is not None:
                 socket.offer(frame)
-        if live.current:  # without live queries, no walk over every socket
+        self.settle(stale)
+        if live.current and swept_everyone:  # forgetting windows can wait for a new version
             live.keep(self.sockets)
         metrics.FANOUT_DURATION.observe(time.perf_counter() - started)
 

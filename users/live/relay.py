@@ -39,7 +39,7 @@ class Relay:
         Bring ``socket`` up to date now and after every change, once the relay
         has tried to join.
         """
-        self.fanout.sockets.add(socket)
+        self.fanout.add(socket)
         if not self.tasks:
             # Started by the first socket, the relay runs as long as the loop.
             # A context of its own, not that socket's.
@@ -52,7 +52,7 @@ class Relay:
 
     def discard(self, socket: Subscriber) -> None:
         """Stop sending to ``socket``."""
-        self.fanout.sockets.discard(socket)
+        self.fanout.discard(socket)
 
     def announce_threadsafe(self, epoch: str, version: int) -> None:
         """Announce a version committed by a writer of this process, from its thread."""
