@@ -117,6 +117,15 @@ class LiveListConsumer(AsyncJsonWebsocketConsumer):
         """Speak to the client before its first list, if the protocol has to; False: send none."""
         return True
 
+    async def websocket_disconnect(self, message):
+        """
+        End, without channels' thread hop to close old database connections
+        (as ``dispatch``): when thousands of clients leave at once, each
+        queued for it on asgiref's one thread.
+        """
+        await self.disconnect(message["code"])
+        raise StopConsumer()
+
     async def disconnect(self, code):
         """Stop sending."""
         if self.sender is not None:
