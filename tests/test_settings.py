@@ -67,3 +67,13 @@ def test_a_public_host_without_an_explicit_debug_refuses_to_load():
 def test_the_settings_load_when_debug_is_explicit_or_the_hosts_are_loopback(env):
     result = manage("check", env=env)
     assert result.returncode == 0, result.stderr
+
+
+def test_log_level_holds_for_uvicorns_per_connection_lines():
+    show = (
+        "import logging; print(logging.getLogger('uvicorn.error').isEnabledFor(logging.INFO),"
+        " logging.getLogger('users').isEnabledFor(logging.INFO))"
+    )
+    quiet = manage("shell", "-v", "0", "-c", show, env={"LOG_LEVEL": "WARNING"})
+    assert quiet.stdout.split() == ["False", "False"], quiet.stderr
+    assert manage("shell", "-v", "0", "-c", show, env={}).stdout.split() == ["True", "True"]

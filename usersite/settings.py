@@ -309,6 +309,9 @@ WHITENOISE_USE_FINDERS = DEBUG
 
 # One JSON object per line on stdout when DEBUG is off, for a log collector;
 # plain text for a developer's terminal otherwise. LOG_FORMAT=json|text decides.
+# LOG_LEVEL holds for Django's and uvicorn's loggers too: at INFO uvicorn logs
+# two lines per socket opened, which at WARNING a reconnect storm does not pay for.
+LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -323,12 +326,12 @@ LOGGING = {
             "formatter": os.environ.get("LOG_FORMAT", "text" if DEBUG else "json"),
         }
     },
-    "root": {"handlers": ["stdout"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
     # Django and uvicorn give their loggers handlers of their own; let them
     # propagate to the root instead, so every line has the one format.
     "loggers": {
         **{
-            name: {"handlers": [], "level": "INFO", "propagate": True}
+            name: {"handlers": [], "level": LOG_LEVEL, "propagate": True}
             for name in ("django", "uvicorn", "uvicorn.error")
         },
         # No access log: the proxy in front keeps one (deploy/nginx.conf). A
