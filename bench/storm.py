@@ -22,6 +22,7 @@ every 0.1 s (the worst case). Printed: the time from the kill and from the
 restarted server's first answer until every client holds the current list;
 the restarted process's list reads (its counters start at the restart, so
 every read is the resumes') beside the distinct versions the clients held;
+the restarted process's CPU seconds from its first answer until then;
 the failed reconnect attempts, by HTTP status (a 5xx is a refusal) or
 exception (a refused connection, an opening timeout); each server process's peak RSS
 (sampled every 50 ms) against --memory-budget-mb; the clients whose list
@@ -226,11 +227,14 @@ async def storm(args, workdir: Path) -> dict:
         await asyncio.to_thread(target.start)
         deployment.watch_processes()
         answered_at = await answered
+        restarted = deployment.processes[0]
+        restarted_cpu = sum(restarted.cpu_times()[:2])
         answers = await ask_all(
             workers, "current", epoch=epoch, version=int(version),
             users_url=f"{other.url}/api/v1/users",
         )  # fmt: skip
         current_at = max(answer["at"] for answer in answers)
+        restarted_cpu = sum(restarted.cpu_times()[:2]) - restarted_cpu
         # The health check may answer after the first socket did.
         answered_at = min(answered_at, *(answer["reconnected"][0] for answer in answers))
         reads_target = await server_counts([target.url])
@@ -253,6 +257,7 @@ async def storm(args, workdir: Path) -> dict:
             "broken_changes": sum(answer["broken_changes"] for answer in answers),
             "peak_rss_mb": [round(peak / 1e6) for peak in memory.peaks],
             "over_budget": sum(peak > args.memory_budget_mb * 1e6 for peak in memory.peaks),
+            "restarted_cpu_s": restarted_cpu,
             "client_cpu_s": [round(a["cpu_s"] - c, 2) for a, c in zip(answers, cpu, strict=True)],
             "tracebacks": tracebacks(workdir),
         }
