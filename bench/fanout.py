@@ -301,6 +301,7 @@ class Clients:
             max_size=None,
             subprotocols=SUBPROTOCOLS[self.protocol],
             create_connection=self.connection_class,
+            proxy=None,  # loopback; websockets would read the proxy variables on every connect
         )
 
     async def read(self, index: int) -> None:
