@@ -27,13 +27,21 @@ def test_the_schema_describes_the_lists_query_pages_etags_and_throttle(client):
     assert parameters["order"]["schema"]["enum"] == ["id", "-id", "name", "-name"]
     limit = parameters["limit"]["schema"]
     assert (limit["minimum"], limit["maximum"]) == (1, 500)
-    assert set(listing["responses"]) == {"200", "304", "400", "401", "429"}
+    assert set(listing["responses"]) == {"200", "304", "400", "401", "429", "503"}
     assert "Retry-After" in listing["responses"]["429"]["headers"]
     retrieve = schema["paths"]["/api/v1/users/{id}/"]["get"]
     assert "If-None-Match" in {parameter["name"] for parameter in retrieve["parameters"]}
     for operation in (listing, retrieve):
         assert {"200", "304", "401"} <= set(operation["responses"])
         assert "ETag" in operation["responses"]["304"]["headers"]
+
+
+def test_every_operation_may_answer_a_database_outage_with_503_and_retry_after(client):
+    schema = client.get("/api/schema/", {"format": "json"}).json()
+    operations = [op for path in schema["paths"].values() for op in path.values()]
+    assert len(operations) >= 6
+    for operation in operations:
+        assert "Retry-After" in operation["responses"]["503"]["headers"]
 
 
 def test_the_interactive_docs_load_their_files_from_this_site(client):

@@ -36,3 +36,29 @@ def exception_handler(exc, context):
     response = drf_exception_handler(DatabaseUnavailable(), context)
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
+
+
+def document_database_unavailable(result, generator, request, public):
+    """
+    A drf-spectacular postprocessing hook: every operation may answer 503 with
+    Retry-After (``exception_handler``), which a generated client should know.
+    """
+    unavailable = {
+        "description": "The database is unavailable; try again after Retry-After seconds.",
+        "headers": {
+            "Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."}
+        },
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"detail": {"type": "string"}},
+                    "required": ["detail"],
+                }
+            }
+        },
+    }
+    for operations in result["paths"].values():
+        for operation in operations.values():
+            operation["responses"].setdefault("503", unavailable)
+    return result
