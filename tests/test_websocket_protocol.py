@@ -47,7 +47,10 @@ async def echo(scope, receive, send):
 async def echo_server():
     """uvicorn with the project's protocol and ``echo``, in this event loop; and its port."""
     listening = socket.create_server(("127.0.0.1", 0))  # connections wait in its backlog
-    config = uvicorn.Config(echo, ws=SharedTextProtocol, lifespan="off", log_level="warning")
+    config = uvicorn.Config(
+        echo, ws=SharedTextProtocol, ws_per_message_deflate=False,  # as servers.py runs it
+        lifespan="off", log_level="warning",
+    )  # fmt: skip
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve(sockets=[listening]))
     yield server, listening.getsockname()[1]
@@ -68,3 +71,29 @@ async def test_an_open_connection_keeps_no_handshake_and_still_talks(echo_server
         assert isinstance(protocol.writable, Flag)
         await client.send("second")
         assert await client.recv() == "second"
+
+
+async def test_write_now_writes_a_frame_at_once_only_when_no_send_would_be_overtaken(echo_server):
+    server, port = echo_server
+    async with connect(f"ws://127.0.0.1:{port}/") as client:
+        await client.send("open")
+        assert await client.recv() == "open"
+        (protocol,) = server.server_state.connections
+        assert protocol.scope["extensions"]["usersite.utf8"]["write_now"](b"at once")
+        assert await client.recv() == "at once"
+
+        # A send waiting for the transport: a frame written now would overtake it.
+        protocol.writable.clear()
+        waiting = asyncio.create_task(
+            protocol.send({"type": "websocket.send", "text": "first", "usersite.utf8": b"first"})
+        )
+        await asyncio.sleep(0)
+        assert not protocol.write_now(b"second")
+        protocol.writable.set()  # it is woken, but has not written yet
+        assert not protocol.write_now(b"second")
+        await waiting
+        assert protocol.write_now(b"second")
+        assert [await client.recv(), await client.recv()] == ["first", "second"]
+
+        protocol.writable.clear()  # the transport's buffer is full
+        assert not protocol.write_now(b"never")

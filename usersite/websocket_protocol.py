@@ -11,7 +11,11 @@ may then carry its text's UTF-8 bytes under that key too (the same bytes
 object for every socket: users.sockets.consumers sends users.live.snapshots' frames so),
 and the protocol writes the frame's few header bytes and those bytes as they
 are. uvloop's transport keeps a reference to what it cannot send yet, not a
-copy (asyncio's own loop copies into its buffer).
+copy (asyncio's own loop copies into its buffer). The extension's
+``write_now(utf8)`` writes such a frame synchronously when nothing else is
+being sent and the transport takes writes, returning False otherwise: a
+fan-out then needs no task per socket and frame to send to the sockets that
+keep up (users.sockets.consumers).
 servers.py runs uvicorn with it (``--ws usersite.websocket_protocol:SharedTextProtocol``).
 """
 
@@ -25,7 +29,6 @@ from .connection_waits import Flag, Inbox
 
 # The extension's name, and the key of the bytes in a websocket.send message.
 UTF8_KEY = "usersite.utf8"
-NO_OPTIONS = {}  # the extension's entry in every scope: one shared dict, never changed
 
 FIN_TEXT = 0x81  # a final frame, opcode text; a server's frames are not masked
 
@@ -54,16 +57,38 @@ class SharedTextProtocol(WebSocketsSansIOProtocol):
         super().__init__(*args, **kwargs)
         self.queue = Inbox()
         self.writable = Flag(True)
+        self.sends_under_way = 0  # a frame is written at once only when none is
 
     def handle_connect(self, event) -> None:
         super().handle_connect(event)
         self.request = None  # the scope holds what the application may read of it
 
     async def run_asgi(self) -> None:
-        self.scope["extensions"][UTF8_KEY] = NO_OPTIONS
+        self.scope["extensions"][UTF8_KEY] = {"write_now": self.write_now}
         await super().run_asgi()
 
+    def write_now(self, utf8: bytes) -> bool:
+        """
+        Write a text frame of ``utf8`` now, if no send is under way (which it
+        would overtake) and the transport takes writes; else False, writing nothing.
+        """
+        if self.sends_under_way or not self.writable.is_set() or not self.open_without_extensions():
+            return False
+        self.write_text(utf8)
+        return True
+
+    def write_text(self, utf8: bytes) -> None:
+        # One system call for both (uvloop writes them as one vector), not one each.
+        self.transport.writelines((text_header(len(utf8)), utf8))
+
     async def send(self, message) -> None:
+        self.sends_under_way += 1
+        try:
+            await self.send_in_turn(message)
+        finally:
+            self.sends_under_way -= 1
+
+    async def send_in_turn(self, message) -> None:
         if message["type"] == "websocket.send" and self.close_sent and self.handshake_complete:
             # The server closed the connection itself (a keepalive ping went
             # unanswered, a frame did not parse): the client is gone as surely
@@ -77,8 +102,7 @@ class SharedTextProtocol(WebSocketsSansIOProtocol):
             return
         await self.writable.wait()
         if self.open_without_extensions():
-            self.transport.write(text_header(len(utf8)))
-            self.transport.write(utf8)
+            self.write_text(utf8)
         else:
             # Not open (the parent raises what the application expects), or
             # with an extension such as deflate: the parent's way.

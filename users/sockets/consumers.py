@@ -155,10 +155,28 @@ class LiveListConsumer(AsyncJsonWebsocketConsumer):
 
     def offer(self, frame: Frame) -> None:
         """Make ``frame`` the next to send, unless the client has or awaits a newer list."""
-        if frame.version > self.version:
-            self.version, self.unsent = frame.version, frame
-            if self.sender is None:
-                self.sender = asyncio.create_task(self.send_newest())
+        if frame.version <= self.version:
+            return
+        self.version = frame.version
+        if self.sender is None and self.written_now(frame):
+            return
+        self.unsent = frame
+        if self.sender is None:
+            self.sender = asyncio.create_task(self.send_newest())
+
+    def written_now(self, frame: Frame) -> bool:
+        """
+        Hand ``frame`` to the transport at once if the server can take it
+        without a wait (the project's uvicorn protocol, usersite.websocket_protocol):
+        a fan-out makes no task per socket that keeps up. False: send it the
+        waiting way.
+        """
+        shared_utf8 = (self.scope.get("extensions") or {}).get(SHARED_UTF8)
+        if not shared_utf8 or not shared_utf8["write_now"](frame.utf8):
+            return False
+        self.handing(frame)
+        metrics.frame_sent(self.protocol, frame.kind)
+        return True
 
     async def send_newest(self) -> None:
         loop = asyncio.get_running_loop()
