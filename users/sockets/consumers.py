@@ -51,8 +51,9 @@ class LiveListConsumer(AsyncJsonWebsocketConsumer):
     Keep one client on the newest list; the protocol subclasses say in what frames.
 
     The process's Relay, not each socket, listens to the users group
-    (users.live.relay), so a socket has no channel-layer channel of its own. Frames
-    reach the client through a one-place mailbox: a newer one replaces one not
+    (users.live.relay), so a socket has no channel-layer channel of its own. A
+    frame is written at once where the server can take it without a wait;
+    otherwise it goes through a one-place mailbox: a newer one replaces one not
     yet sent, so a slow client costs at most one pending frame, and the relay
     drops one whose send has waited USERS_SLOW_CLIENT_TIMEOUT seconds. Where
     the server gives no backpressure (daphne), ``send`` never waits and every
