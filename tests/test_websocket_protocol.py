@@ -59,41 +59,46 @@ async def echo_server():
     listening.close()
 
 
-async def test_an_open_connection_keeps_no_handshake_and_still_talks(echo_server):
-    server, port = echo_server
-    async with connect(f"ws://127.0.0.1:{port}/") as client:
-        await client.send("first")
-        assert await client.recv() == "first"
-        (protocol,) = server.server_state.connections
-        assert protocol.request is None
-        assert protocol.response is None
-        assert isinstance(protocol.queue, Inbox)
-        assert isinstance(protocol.writable, Flag)
-        await client.send("second")
-        assert await client.recv() == "second"
-
-
-async def test_write_now_writes_a_frame_at_once_only_when_no_send_would_be_overtaken(echo_server):
+@pytest.fixture
+async def echo_connection(echo_server):
+    """A client of ``echo_server`` after one echo, and the server's protocol object for it."""
     server, port = echo_server
     async with connect(f"ws://127.0.0.1:{port}/") as client:
         await client.send("open")
         assert await client.recv() == "open"
         (protocol,) = server.server_state.connections
-        assert protocol.scope["extensions"]["usersite.utf8"]["write_now"](b"at once")
-        assert await client.recv() == "at once"
+        yield protocol, client
 
-        # A send waiting for the transport: a frame written now would overtake it.
-        protocol.writable.clear()
-        waiting = asyncio.create_task(
-            protocol.send({"type": "websocket.send", "text": "first", "usersite.utf8": b"first"})
-        )
-        await asyncio.sleep(0)
-        assert not protocol.write_now(b"second")
-        protocol.writable.set()  # it is woken, but has not written yet
-        assert not protocol.write_now(b"second")
-        await waiting
-        assert protocol.write_now(b"second")
-        assert [await client.recv(), await client.recv()] == ["first", "second"]
 
-        protocol.writable.clear()  # the transport's buffer is full
-        assert not protocol.write_now(b"never")
+async def test_an_open_connection_keeps_no_handshake_and_still_talks(echo_connection):
+    protocol, client = echo_connection
+    assert protocol.request is None
+    assert protocol.response is None
+    assert isinstance(protocol.queue, Inbox)
+    assert isinstance(protocol.writable, Flag)
+    await client.send("second")
+    assert await client.recv() == "second"
+
+
+async def test_write_now_writes_a_frame_at_once_only_when_no_send_would_be_overtaken(
+    echo_connection,
+):
+    protocol, client = echo_connection
+    assert protocol.scope["extensions"]["usersite.utf8"]["write_now"](b"at once")
+    assert await client.recv() == "at once"
+
+    # A send waiting for the transport: a frame written now would overtake it.
+    protocol.writable.clear()
+    waiting = asyncio.create_task(
+        protocol.send({"type": "websocket.send", "text": "first", "usersite.utf8": b"first"})
+    )
+    await asyncio.sleep(0)
+    assert not protocol.write_now(b"second")
+    protocol.writable.set()  # it is woken, but has not written yet
+    assert not protocol.write_now(b"second")
+    await waiting
+    assert protocol.write_now(b"second")
+    assert [await client.recv(), await client.recv()] == ["first", "second"]
+
+    protocol.writable.clear()  # the transport's buffer is full
+    assert not protocol.write_now(b"never")
